@@ -1,0 +1,72 @@
+"""Application factory. Importing this module starts nothing and opens nothing."""
+import logging
+from pathlib import Path
+
+from dotenv import load_dotenv
+from flask import Flask, jsonify, render_template, request
+
+from config import Config
+from database import DatabaseBusy, configure_engine
+from extensions import csrf, db, login_manager, migrate
+
+ROOT = Path(__file__).resolve().parent
+
+
+def engine_options(config: dict) -> dict:
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        # pysqlite's own timeout is the busy_timeout too; keep the two in step.
+        return {"connect_args": {"timeout": config["DB_BUSY_TIMEOUT_MS"] / 1000, "check_same_thread": False}}
+    # REPEATABLE READ turns a lost update into a serialization error, which the retry cures,
+    # so read-then-write units behave as they do under SQLite's single writer.
+    # lock_timeout makes a blocked statement fail (and be retried) as busy_timeout does on SQLite.
+    return {"pool_pre_ping": True, "pool_size": config["DB_POOL_SIZE"], "isolation_level": "REPEATABLE READ",
+            "connect_args": {"options": f"-c lock_timeout={int(config['DB_BUSY_TIMEOUT_MS'])}"}}
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    load_dotenv(ROOT / ".env")
+    config = Config()
+    app = Flask(__name__, instance_path=str(config.DATA_DIR))
+    app.config.from_object(config)
+    app.config.update(overrides or {})
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
+    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine, app.config["DB_BUSY_TIMEOUT_MS"])
+
+    register_blueprints(app)
+    register_error_handlers(app)
+
+    import cli
+
+    cli.register(app)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    from blueprints import api, auth, dashboard, registration
+
+    for module in (auth, registration, dashboard, api):
+        app.register_blueprint(module.bp)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DatabaseBusy)
+    def database_busy(error: DatabaseBusy):
+        if wants_json():
+            response = jsonify({"error": "busy", "message": str(error)})
+        else:
+            response = app.make_response(render_template("error.html", title="Busy", message=str(error)))
+        response.status_code = 503
+        response.headers["Retry-After"] = "2"
+        return response

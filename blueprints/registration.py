@@ -1,0 +1,60 @@
+"""Public registration: a person signs up and gets their QR card."""
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from markupsafe import Markup
+
+import registration
+from cards import card_png, card_svg
+from database import db_retry
+
+bp = Blueprint("registration", __name__)
+
+MAX_FIELD = 200
+
+
+def read_form() -> tuple[dict, list[str]]:
+    form = {key: request.form.get(key, "").strip() for key in ("name", "email", "group")}
+    form["consent"] = request.form.get("consent") == "yes"
+    errors = []
+    if not form["name"]:
+        errors.append("Please give your name.")
+    if "@" not in form["email"] or len(form["email"]) > 320:
+        errors.append("Please give a valid email address.")
+    if any(len(form[key]) > MAX_FIELD for key in ("name", "group")):
+        errors.append(f"Name and group may have at most {MAX_FIELD} characters.")
+    if not form["consent"]:
+        errors.append("Please confirm your consent to being photographed.")
+    return form, errors
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@db_retry
+def register():
+    if not registration.registration_is_open():
+        return render_template("registration/closed.html"), 403
+    if request.method == "GET":
+        return render_template("registration/form.html", form={}, errors=[])
+    form, errors = read_form()
+    if errors:
+        return render_template("registration/form.html", form=form, errors=errors), 400
+    person, created = registration.register_person(
+        form["name"], form["email"], form["group"], form["consent"])
+    return redirect(url_for("registration.card", code=person.code, existing=None if created else 1))
+
+
+@bp.get("/card/<code>")
+@db_retry
+def card(code: str):
+    person = registration.person_for_code(code)
+    if person is None:
+        abort(404)
+    return render_template("registration/card.html", person=person, svg=Markup(card_svg(person.code)),
+                           existing=bool(request.args.get("existing")))
+
+
+@bp.get("/card/<code>.png")
+@db_retry
+def card_image(code: str):
+    person = registration.person_for_code(code)
+    if person is None:
+        abort(404)
+    return Response(card_png(person.code), mimetype="image/png")

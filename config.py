@@ -1,0 +1,78 @@
+"""Settings, read once from the environment (and `.env`), each with a default."""
+import os
+import secrets
+from pathlib import Path
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def persistent_secret_key(data_dir: Path) -> str:
+    """Generate the key once and keep it, so sessions survive restarts and all workers agree."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker won the race; use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+class Config:
+    """Production defaults. Instantiate after `.env` is loaded: values are read at construction."""
+
+    def __init__(self) -> None:
+        self.DATA_DIR = Path(env_str("INTAKE_DATA_DIR", "instance")).resolve()
+        self.SQLALCHEMY_DATABASE_URI = env_str(
+            "DATABASE_URL", f"sqlite:///{self.DATA_DIR / 'intake.sqlite3'}"
+        )
+        self.SECRET_KEY = os.environ.get("SECRET_KEY") or persistent_secret_key(self.DATA_DIR)
+        # Per-statement wait for a lock inside SQLite, then whole-unit retries with backoff.
+        self.DB_BUSY_TIMEOUT_MS = env_int("DB_BUSY_TIMEOUT_MS", 5000)
+        self.DB_RETRY_ATTEMPTS = env_int("DB_RETRY_ATTEMPTS", 4)
+        self.DB_RETRY_BASE_DELAY = env_float("DB_RETRY_BASE_DELAY", 0.05)
+        self.DB_RETRY_MAX_DELAY = env_float("DB_RETRY_MAX_DELAY", 1.0)
+        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 5)
+        self.PROCESSOR_ENABLED = env_bool("INTAKE_PROCESSOR", True)
+        self.PROCESSOR_WORKERS = env_int("INTAKE_SCAN_WORKERS", os.cpu_count() or 1)
+        self.PROCESSOR_POLL_SECONDS = env_float("INTAKE_PROCESSOR_POLL", 2.0)
+        self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
+        self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
+        self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
+        self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SQLALCHEMY_TRACK_MODIFICATIONS = False

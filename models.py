@@ -1,0 +1,220 @@
+"""The data model of the whole product. The schema changes only through migrations."""
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from extensions import db
+from states import (
+    BatchStatus,
+    PersonSource,
+    PhotoRole,
+    ScanState,
+    SyncState,
+    UserRole,
+    check_transition,
+)
+
+
+def utcnow() -> datetime:
+    """Naive UTC: one convention for every timestamp, on SQLite and PostgreSQL alike."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def enum_column(enum_type, **kwargs) -> Mapped[Any]:
+    # Stored as plain strings: portable, and a new state needs no ALTER TYPE.
+    return mapped_column(
+        sa.Enum(enum_type, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
+                validate_strings=True, create_constraint=False),
+        **kwargs,
+    )
+
+
+class Person(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    email: Mapped[str | None] = mapped_column(sa.String(320), index=True)
+    group_name: Mapped[str | None] = mapped_column(sa.String(200))
+    source: Mapped[PersonSource] = enum_column(PersonSource, default=PersonSource.REGISTERED)
+    consent: Mapped[bool] = mapped_column(default=False)
+    extra: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    drive_folder_id: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    aliases: Mapped[list["PersonAlias"]] = relationship(back_populates="person")
+
+
+class PersonAlias(db.Model):
+    """Another card code that means this person (an unknown card linked in review)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="aliases")
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[UserRole] = enum_column(UserRole, default=UserRole.STAFF)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == UserRole.ADMIN
+
+
+class Batch(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(200), default="")
+    status: Mapped[BatchStatus] = enum_column(BatchStatus, default=BatchStatus.UPLOADING, index=True)
+    source: Mapped[str] = mapped_column(sa.String(20), default="web")
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # The processor's claim: whoever holds an unexpired lease owns the batch.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(120))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    phase: Mapped[str | None] = mapped_column(sa.String(20))
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    photos: Mapped[list["Photo"]] = relationship(back_populates="batch", order_by="Photo.id")
+
+    def move_to(self, status: BatchStatus, note: str = "") -> None:
+        """Change status if allowed, keeping the history in the processing log."""
+        check_transition(self.status, status)
+        if self.status != status:
+            db.session.add(ProcessingLog(batch=self, message=f"{self.status} -> {status} {note}".strip()))
+        self.status = status
+
+
+class Photo(db.Model):
+    __table_args__ = (sa.UniqueConstraint("batch_id", "original_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    original_name: Mapped[str] = mapped_column(sa.String(1024))
+    content_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    extension: Mapped[str] = mapped_column(sa.String(10))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scan_state: Mapped[ScanState] = enum_column(ScanState, default=ScanState.PENDING)
+    scanned_at: Mapped[datetime | None]
+    error_reason: Mapped[str | None] = mapped_column(sa.Text)
+    camera_make: Mapped[str | None] = mapped_column(sa.String(100))
+    camera_model: Mapped[str | None] = mapped_column(sa.String(100))
+    camera_serial: Mapped[str | None] = mapped_column(sa.String(100))
+    captured_at: Mapped[datetime | None]
+    orientation: Mapped[int | None]
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    qr_texts: Mapped[list] = mapped_column(sa.JSON, default=list)
+    role: Mapped[PhotoRole | None] = enum_column(PhotoRole)
+    group_key: Mapped[str | None] = mapped_column(sa.String(200))
+    needs_review: Mapped[bool] = mapped_column(default=False)
+    review_reason: Mapped[str | None] = mapped_column(sa.Text)
+    excluded: Mapped[bool] = mapped_column(default=False)
+    duplicate_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("photo.id", ondelete="SET NULL"))
+
+    batch: Mapped[Batch] = relationship(back_populates="photos")
+    people: Mapped[list[Person]] = relationship(secondary="photo_person", order_by="Person.code")
+
+    @property
+    def camera_key(self) -> str | None:
+        parts = [p for p in (self.camera_make, self.camera_model, self.camera_serial) if p]
+        return " ".join(parts) or None
+
+    def move_scan_to(self, state: ScanState) -> None:
+        check_transition(self.scan_state, state)
+        self.scan_state = state
+
+
+photo_person = sa.Table(
+    "photo_person",
+    db.metadata,
+    sa.Column("photo_id", sa.ForeignKey("photo.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("person_id", sa.ForeignKey("person.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Correction(db.Model):
+    """A manual fix from review, applied on top of the automatic grouping; undone, not deleted."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photo.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    code: Mapped[str | None] = mapped_column(sa.String(64))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
+
+
+class AuditLog(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(sa.String(50))
+    entity: Mapped[str] = mapped_column(sa.String(50))
+    entity_id: Mapped[int | None]
+    before: Mapped[dict | None] = mapped_column(sa.JSON)
+    after: Mapped[dict | None] = mapped_column(sa.JSON)
+
+
+class ProcessingLog(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[str] = mapped_column(sa.String(10), default="info")
+    message: Mapped[str] = mapped_column(sa.Text)
+
+    batch: Mapped[Batch | None] = relationship()
+
+
+class DriveItem(db.Model):
+    """One photo delivered (or to be delivered) into one person's Drive folder."""
+
+    __table_args__ = (sa.UniqueConstraint("photo_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photo.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    state: Mapped[SyncState] = enum_column(SyncState, default=SyncState.PENDING, index=True)
+    file_id: Mapped[str | None] = mapped_column(sa.String(128))
+    folder_id: Mapped[str | None] = mapped_column(sa.String(128))
+    md5: Mapped[str | None] = mapped_column(sa.String(32))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def move_to(self, state: SyncState) -> None:
+        check_transition(self.state, state)
+        self.state = state
+
+
+class LockEvent(db.Model):
+    """A retry or a long lock wait, kept so the dashboard can show the data layer's health."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    wait_ms: Mapped[int] = mapped_column(default=0)
+    label: Mapped[str] = mapped_column(sa.String(120), default="")
+
+
+class Setting(db.Model):
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    value: Mapped[Any] = mapped_column(sa.JSON)

@@ -1,0 +1,66 @@
+"""People: registering them, finding them, giving each a card code."""
+import secrets
+
+from sqlalchemy import func, select
+
+from extensions import db
+from models import Person, PersonAlias, Setting
+from states import PersonSource
+
+# Crockford's base32 without I, L, O, U: nothing to misread when a code is typed from a card.
+CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+CODE_LENGTH = 8  # 32**8 ≈ 10**12: short enough to type, too many to guess.
+REGISTRATION_OPEN = "registration_open"
+
+
+class RegistrationClosed(Exception):
+    pass
+
+
+def new_code() -> str:
+    while True:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if not db.session.scalar(select(Person.id).where(Person.code == code)):
+            return code
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_by_email(email: str) -> Person | None:
+    return db.session.scalar(select(Person).where(func.lower(Person.email) == normalize_email(email)))
+
+
+def registration_is_open() -> bool:
+    setting = db.session.get(Setting, REGISTRATION_OPEN)
+    return True if setting is None else bool(setting.value)
+
+
+def set_registration_open(is_open: bool) -> None:
+    db.session.merge(Setting(key=REGISTRATION_OPEN, value=is_open))
+
+
+def register_person(name: str, email: str, group: str | None, consent: bool,
+                    extra: dict | None = None) -> tuple[Person, bool]:
+    """Return (person, created). The same email registers once: the existing card is offered back."""
+    if not registration_is_open():
+        raise RegistrationClosed("Registration is closed.")
+    existing = find_by_email(email)
+    if existing is not None:
+        return existing, False
+    person = Person(code=new_code(), name=name.strip(), email=normalize_email(email),
+                    group_name=(group or "").strip() or None, consent=consent,
+                    source=PersonSource.REGISTERED, extra=extra or {})
+    db.session.add(person)
+    db.session.flush()
+    return person, True
+
+
+def person_for_code(code: str) -> Person | None:
+    """A card code resolves to its person, directly or through a linked alias."""
+    person = db.session.scalar(select(Person).where(Person.code == code))
+    if person is not None:
+        return person
+    alias = db.session.scalar(select(PersonAlias).where(PersonAlias.code == code))
+    return alias.person if alias else None

@@ -1,0 +1,319 @@
+"""The data layer: PRAGMAs, BEGIN IMMEDIATE, retries that re-run the unit, locks across processes."""
+import multiprocessing
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+import database
+from extensions import db
+from models import Person, ProcessingLog, Setting
+from tests import dbworkers
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def sqlite_file(app) -> str:
+    return db.engine.url.database
+
+
+def test_pragmas_on_every_connection(app):
+    """Each new SQLite connection has WAL, NORMAL sync, foreign keys, busy_timeout and the cache settings."""
+    conns = [db.engine.connect() for _ in range(2)]
+    try:
+        for conn in conns:
+            def value(name, conn=conn):
+                return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+            assert value("journal_mode") == "wal"
+            assert value("synchronous") == 1  # NORMAL
+            assert value("foreign_keys") == 1
+            assert value("busy_timeout") == app.config["DB_BUSY_TIMEOUT_MS"]
+            assert value("cache_size") == -20000
+            assert value("temp_store") == 2  # MEMORY
+            assert value("journal_size_limit") == 67108864
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def other_writer_blocked(app) -> bool:
+    """Can a second connection take the write lock right now?"""
+    other = sqlite3.connect(sqlite_file(app), timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        other.close()
+
+
+def test_write_unit_begins_immediate_and_read_unit_deferred(app):
+    """A write unit holds the write lock from its first statement; a read-only unit never takes it."""
+    seen = {}
+
+    def probe(name):
+        db.session.execute(select(func.count()).select_from(Setting)).scalar()
+        seen[name] = other_writer_blocked(app)
+
+    database.run_in_transaction(probe, "write")
+    database.run_in_transaction(probe, "read", read_only=True)
+    assert seen == {"write": True, "read": False}
+
+
+def test_retry_reruns_the_whole_unit(app, monkeypatch):
+    """A commit that meets a lock is retried by running the unit again: the row is there exactly once."""
+    calls = []
+    real_commit = type(db.session()).commit
+    fail_once = iter([True])
+
+    def flaky_commit(self):
+        if next(fail_once, False):
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked"))
+        return real_commit(self)
+
+    monkeypatch.setattr(type(db.session()), "commit", flaky_commit)
+    monkeypatch.setattr(database, "backoff_delay", lambda *a: 0.0)
+
+    def unit():
+        calls.append(1)
+        db.session.add(Person(code=f"P{len(calls)}", name="Ada"))
+
+    database.db_commit_with_retry(unit)
+    monkeypatch.undo()
+    assert len(calls) == 2
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 1
+    kinds = db.session.scalars(select(database.LockEvent.kind)).all()
+    assert kinds == ["retry"]
+
+
+def test_rollback_then_commit_would_lose_the_change(app):
+    """Why the helper re-runs the unit: after a rollback, committing again writes nothing."""
+    db.session.add(Person(code="LOST", name="Lost"))
+    db.session.flush()
+    db.session.rollback()
+    db.session.commit()
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 0
+
+
+def test_changes_outside_the_unit_are_refused(app):
+    """Pending changes made before the unit would be lost or committed by accident: refused loudly."""
+    db.session.add(Person(code="OUT", name="Outside"))
+    with pytest.raises(RuntimeError, match="outside the unit of work"):
+        database.db_commit_with_retry(lambda: None)
+    db.session.rollback()
+
+
+def test_non_transient_errors_are_not_retried(app):
+    """A real error (a unique key clash) propagates at once and leaves nothing behind."""
+    database.db_commit_with_retry(lambda: db.session.add(Person(code="DUP", name="One")))
+    calls = []
+
+    def unit():
+        calls.append(1)
+        db.session.add(Person(code="DUP", name="Two"))
+
+    with pytest.raises(Exception, match="UNIQUE|unique"):
+        database.db_commit_with_retry(unit)
+    assert calls == [1]
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 1
+
+
+def run_increment_race(app, deferred: bool, writers: int = 4, count: int = 60, pollers: int = 2):
+    database.db_commit_with_retry(lambda: db.session.add(Setting(key="counter", value=0)))
+    results = SPAWN.Queue()
+    args = (app.config["DATA_DIR"].as_posix(), app.config["SQLALCHEMY_DATABASE_URI"])
+    procs = [SPAWN.Process(target=dbworkers.incrementer, args=(*args, "counter", count, deferred, results))
+             for _ in range(writers)]
+    procs += [SPAWN.Process(target=dbworkers.poller, args=(*args, 4.0, results)) for _ in range(pollers)]
+    started = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    reports = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    elapsed = time.perf_counter() - started
+    db.session.rollback()
+    setting = db.session.get(Setting, "counter")
+    return reports, (setting.value if setting else 0), elapsed
+
+
+@pytest.mark.slow
+@pytest.mark.both_databases
+def test_concurrent_read_then_write_increments_lose_nothing(app, capsys):
+    """4 processes x 60 read-then-write increments plus 2 pollers: no lock error, exact count."""
+    reports, final, elapsed = run_increment_race(app, deferred=False)
+    writers = [r for r in reports if "retries" in r]
+    polls = [r for r in reports if "polls" in r]
+    assert sum(r["errors"] for r in reports) == 0
+    assert final == 4 * 60
+    assert all(p["polls"] > 0 for p in polls)
+    with capsys.disabled():
+        print(f"\n[lock race {db.engine.dialect.name}] {final} increments + {sum(p['polls'] for p in polls)} "
+              f"polls in {elapsed:.1f}s; retries {sum(w['retries'] for w in writers)}, "
+              f"lock waits {sum(w['lock_waits'] for w in writers)}, "
+              f"max wait {max(w['max_wait_seconds'] for w in writers) * 1000:.0f} ms")
+
+
+@pytest.mark.slow
+def test_deferred_transactions_fail_the_same_race(app):
+    """The control group: plain deferred transactions without retries hit 'database is locked'."""
+    reports, final, _ = run_increment_race(app, deferred=True, pollers=0)
+    errors = sum(r["errors"] for r in reports)
+    assert errors > 0
+    assert final == 4 * 60 - errors
+
+
+def hold_lock(app, seconds: float):
+    ready = SPAWN.Event()
+    if db.engine.dialect.name == "sqlite":
+        target, args = dbworkers.hold_sqlite_lock, (sqlite_file(app), seconds, ready)
+    else:
+        target, args = dbworkers.hold_pg_lock, (app.config["SQLALCHEMY_DATABASE_URI"], seconds, ready)
+    proc = SPAWN.Process(target=target, args=args)
+    proc.start()
+    assert ready.wait(30)
+    return proc
+
+
+def register(client, email: str):
+    return client.post("/register", data={"name": "Ada", "email": email, "group": "", "consent": "yes"})
+
+
+@pytest.mark.slow
+@pytest.mark.both_databases
+def test_lock_shorter_than_the_timeout_waits_and_succeeds(app, client):
+    """Another process holds the lock briefly: the request waits and succeeds."""
+    holder = hold_lock(app, 0.5)
+    response = register(client, "brief@example.com")
+    holder.join(10)
+    assert response.status_code == 302
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.both_databases
+def test_lock_longer_than_the_timeout_gives_a_clean_503(app, client):
+    """A lock held past every retry: 503 with a message and Retry-After, nothing written, then recovery."""
+    app.config.update(DB_RETRY_ATTEMPTS=2, DB_RETRY_MAX_DELAY=0.1)
+    holder = hold_lock(app, 2 * app.config["DB_BUSY_TIMEOUT_MS"] / 1000 + 3)
+    response = register(client, "long@example.com")
+    assert response.status_code == 503
+    assert b"busy" in response.data
+    assert response.headers["Retry-After"]
+    holder.join(30)
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 0
+    assert register(client, "long@example.com").status_code == 302
+
+
+@pytest.mark.both_databases
+def test_no_connection_leaks_after_a_burst(app, client):
+    """200 mixed requests leave no connection checked out of the pool."""
+    for i in range(100):
+        assert client.get("/register").status_code == 200
+        assert register(client, f"p{i}@example.com").status_code == 302
+    db.session.remove()
+    assert db.engine.pool.checkedout() == 0
+
+
+@pytest.mark.slow
+def test_kill_9_mid_transaction_leaves_no_partial_rows(app):
+    """A writer killed with SIGKILL mid-transaction, five times: integrity ok, only whole units."""
+    rows_per_unit = 25
+    args = (app.config["DATA_DIR"].as_posix(), app.config["SQLALCHEMY_DATABASE_URI"], rows_per_unit)
+    for round_ in range(5):
+        proc = SPAWN.Process(target=dbworkers.slow_writer, args=args)
+        proc.start()
+        time.sleep(1.5 + 0.13 * round_)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+    conn = sqlite3.connect(sqlite_file(app))
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        rows = conn.execute("SELECT count(*) FROM processing_log").fetchone()[0]
+    finally:
+        conn.close()
+    assert rows > 0
+    assert rows % rows_per_unit == 0
+
+
+@pytest.mark.slow
+def test_backup_under_write_load_passes_integrity_check(app, runner, tmp_path):
+    """`flask backup` taken while a writer runs produces a database that passes integrity_check."""
+    args = (app.config["DATA_DIR"].as_posix(), app.config["SQLALCHEMY_DATABASE_URI"], 10)
+    writer = SPAWN.Process(target=dbworkers.slow_writer, args=args)
+    writer.start()
+    try:
+        time.sleep(1.5)
+        target = tmp_path / "backup.sqlite3"
+        result = runner.invoke(args=["backup", str(target)])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.join(10)
+    conn = sqlite3.connect(target)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM processing_log").fetchone()[0] % 10 == 0
+    finally:
+        conn.close()
+
+
+def test_backup_refuses_to_overwrite(app, runner, tmp_path):
+    """An existing backup file is never overwritten."""
+    target = tmp_path / "b.sqlite3"
+    target.write_text("keep me")
+    result = runner.invoke(args=["backup", str(target)])
+    assert result.exit_code != 0
+    assert target.read_text() == "keep me"
+
+
+def test_verify_reports_a_broken_foreign_key(app, runner):
+    """`flask verify` exits 0 on a sound database and non-zero on a dangling foreign key."""
+    assert runner.invoke(args=["verify"]).exit_code == 0
+    conn = sqlite3.connect(sqlite_file(app))
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("INSERT INTO person_alias (code, person_id, created_at) VALUES ('X', 999, '2026-01-01')")
+    conn.commit()
+    conn.close()
+    result = runner.invoke(args=["verify"])
+    assert result.exit_code == 1
+    assert "person_alias" in result.output
+
+
+def test_stats_and_checkpoint(app, runner):
+    """`flask stats` shows counts, sizes and retry counters; `flask checkpoint` empties the WAL."""
+    database.db_commit_with_retry(lambda: db.session.add(ProcessingLog(message="x")))
+    result = runner.invoke(args=["stats"])
+    assert result.exit_code == 0
+    assert "processing_log" in result.output and "retries" in result.output
+    assert runner.invoke(args=["checkpoint"]).exit_code == 0
+    assert Path(sqlite_file(app) + "-wal").stat().st_size == 0
+
+
+def test_create_user_from_stdin(app, runner):
+    """`create-user NAME --role admin --password-stdin` creates a login; a short password is refused."""
+    result = runner.invoke(args=["create-user", "ann", "--role", "admin", "--password-stdin"],
+                           input="correct horse\n")
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(args=["create-user", "bob", "--password-stdin"], input="short\n")
+    assert result.exit_code != 0 and "8 characters" in result.output
+
+
+def test_health_counts_retries_in_the_last_hour(app):
+    """Lock events recorded by retries show up in the last-hour health figures."""
+    from health import lock_events_since
+
+    database.db_commit_with_retry(
+        lambda: db.session.add_all([database.LockEvent(kind="retry", wait_ms=40),
+                                    database.LockEvent(kind="wait", wait_ms=900)]))
+    figures = lock_events_since(1.0)
+    assert figures == {"retries": 1, "lock_waits": 1, "max_wait_ms": 900}
