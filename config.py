@@ -72,7 +72,13 @@ class Config:
         self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
         self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
         self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
+        # The token lives as long as the session: a two-hour upload must not fail on its last file.
+        self.WTF_CSRF_TIME_LIMIT = None
+        self.EXPORT_CARDS = env_bool("INTAKE_EXPORT_CARDS", False)
+        # Set to 1 behind HTTPS (the usual case at a venue with a reverse proxy).
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        self.REMEMBER_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SQLALCHEMY_TRACK_MODIFICATIONS = False

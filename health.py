@@ -4,7 +4,6 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-import database
 from extensions import db
 from models import LockEvent, utcnow
 
@@ -54,5 +53,4 @@ def data_layer_health() -> dict:
         "backend": db.engine.dialect.name,
         **file_sizes(),
         "last_hour": lock_events_since(1.0),
-        "this_process": database.stats.snapshot(),
     }

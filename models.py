@@ -43,6 +43,11 @@ class Person(db.Model):
     extra: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     drive_folder_id: Mapped[str | None] = mapped_column(sa.String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped whenever this person's set of photos changes; export and Drive sync each record the
+    # version they delivered, so "needs delivery" survives crashes and never races a new change.
+    delivery_version: Mapped[int] = mapped_column(default=0)
+    exported_version: Mapped[int] = mapped_column(default=0)
+    synced_version: Mapped[int] = mapped_column(default=0)
 
     aliases: Mapped[list["PersonAlias"]] = relationship(back_populates="person")
 
@@ -69,6 +74,15 @@ class User(UserMixin, db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == UserRole.ADMIN
+
+
+class LoginAttempt(db.Model):
+    """Failed logins, counted to slow down password guessing across all workers."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(sa.String(80), index=True)
+    ip: Mapped[str] = mapped_column(sa.String(45), index=True)
 
 
 class Batch(db.Model):

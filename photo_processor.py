@@ -1,9 +1,262 @@
-"""The background processor (filled in by the processor work)."""
+"""The background processor: claims a queued batch and takes it through scan -> group -> export.
+
+Claims are leases in the database, so several gunicorn workers or hosts never process one batch
+twice, and a killed worker's batch is taken over once its lease runs out. Every step commits
+through `db_commit_with_retry`; scan results are stored per photo, so a restart resumes.
+"""
+import fcntl
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+from scanning import ScanResult, scan_file
+from sqlalchemy import and_, func, or_, select
+
+import assign
+import export
+import storage
+from database import db_commit_with_retry, run_in_transaction
+from extensions import db
+from models import Batch, Photo, ProcessingLog, utcnow
+from states import BatchStatus, PhotoRole, ScanState
+
+log = logging.getLogger("intake.processor")
+# Scan results are committed in small groups: few transactions, little work lost on a kill.
+COMMIT_EVERY = 16
+COMMIT_SECONDS = 1.0
 
 
-def start_in_background(app):
-    return None
+class LeaseLost(Exception):
+    """Another processor took this batch over; stop touching it."""
 
 
-def stop_background():
-    return None
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def claim_next_batch(owner: str, lease_seconds: int, only_batch: int | None = None) -> int | None:
+    """Take the oldest queued batch, or one whose processor stopped renewing its lease."""
+    now = utcnow()
+    claimable = or_(Batch.status == BatchStatus.QUEUED,
+                    and_(Batch.status == BatchStatus.PROCESSING, Batch.lease_expires_at < now))
+    query = select(Batch).where(claimable).order_by(Batch.queued_at, Batch.id).limit(1)
+    if only_batch is not None:
+        query = query.where(Batch.id == only_batch)
+    batch = db.session.scalar(query)
+    if batch is None:
+        return None
+    if batch.status == BatchStatus.PROCESSING:
+        batch.move_to(BatchStatus.QUEUED, f"(lease of {batch.lease_owner} expired)")
+    batch.move_to(BatchStatus.PROCESSING, f"(claimed by {owner})")
+    batch.lease_owner, batch.lease_expires_at = owner, now + timedelta(seconds=lease_seconds)
+    batch.heartbeat_at = batch.started_at = now
+    batch.attempts += 1
+    batch.error = None
+    return batch.id
+
+
+def held_batch(batch_id: int, owner: str, lease_seconds: int) -> Batch:
+    """The batch, with its lease extended; raises LeaseLost if it is no longer ours."""
+    batch = db.session.get(Batch, batch_id)
+    if batch is None or batch.status != BatchStatus.PROCESSING or batch.lease_owner != owner:
+        raise LeaseLost(f"batch {batch_id} is no longer held by {owner}")
+    now = utcnow()
+    batch.lease_expires_at, batch.heartbeat_at = now + timedelta(seconds=lease_seconds), now
+    return batch
+
+
+def set_phase(batch_id: int, owner: str, lease_seconds: int, phase: str, done: int, total: int) -> None:
+    batch = held_batch(batch_id, owner, lease_seconds)
+    batch.phase, batch.progress_done, batch.progress_total = phase, done, total
+
+
+def apply_scan(photo: Photo, result: ScanResult) -> None:
+    photo.scanned_at = utcnow()
+    if result.ok and result.sha256 != photo.content_hash:
+        result_error = "stored file does not match its hash (damaged on disk)"
+    else:
+        result_error = None if result.ok else result.error
+    if result_error:
+        photo.move_scan_to(ScanState.REJECTED)
+        photo.error_reason = result_error
+        photo.role = PhotoRole.REJECTED
+        return
+    photo.move_scan_to(ScanState.SCANNED)
+    photo.error_reason = None
+    photo.width, photo.height, photo.orientation = result.width, result.height, result.orientation
+    photo.camera_make, photo.camera_model = result.camera_make, result.camera_model
+    photo.camera_serial, photo.captured_at = result.camera_serial, result.captured_at
+    photo.qr_texts = list(result.qr_texts)
+
+
+def record_scans(batch_id: int, owner: str, lease_seconds: int, results: list[tuple[int, ScanResult]]) -> None:
+    batch = held_batch(batch_id, owner, lease_seconds)
+    for photo_id, result in results:
+        photo = db.session.get(Photo, photo_id)
+        if photo.scan_state == ScanState.PENDING:
+            apply_scan(photo, result)
+    db.session.flush()
+    batch.progress_done = db.session.scalar(
+        select(func.count()).where(Photo.batch_id == batch_id, Photo.scan_state != ScanState.PENDING))
+
+
+def pending_scans(batch_id: int) -> list[tuple[int, Path, Path]]:
+    rows = db.session.execute(
+        select(Photo.id, Photo.content_hash, Photo.extension)
+        .where(Photo.batch_id == batch_id, Photo.scan_state == ScanState.PENDING,
+               Photo.role.is_distinct_from(PhotoRole.DUPLICATE))
+        .order_by(Photo.id)).all()
+    return [(pid, storage.original_path(h, ext), storage.thumbnail_path(h)) for pid, h, ext in rows]
+
+
+def regroup(batch_id: int, owner: str, lease_seconds: int) -> None:
+    held_batch(batch_id, owner, lease_seconds).phase = "group"
+    assign.regroup_batch(batch_id)
+
+
+def finish_batch(batch_id: int, owner: str, lease_seconds: int, changed_files: int) -> None:
+    batch = held_batch(batch_id, owner, lease_seconds)
+    batch.move_to(BatchStatus.DONE, f"({changed_files} export files changed)")
+    batch.phase, batch.finished_at, batch.lease_owner, batch.lease_expires_at = None, utcnow(), None, None
+
+
+def fail_batch(batch_id: int, owner: str, reason: str) -> None:
+    batch = db.session.get(Batch, batch_id)
+    if batch is None or batch.lease_owner != owner or batch.status != BatchStatus.PROCESSING:
+        return
+    batch.move_to(BatchStatus.FAILED, f"({reason})")
+    batch.error, batch.lease_owner, batch.lease_expires_at = reason, None, None
+    db.session.add(ProcessingLog(batch_id=batch_id, level="error", message=reason))
+
+
+class Processor:
+    """One claim loop with a process pool for scanning (both cores) and a clear life cycle."""
+
+    def __init__(self, app: Flask, owner: str | None = None):
+        self.app = app
+        self.owner = owner or default_owner()
+        self.lease = app.config["LEASE_SECONDS"]
+        self.workers = max(1, app.config["PROCESSOR_WORKERS"])
+        self.stop_event = threading.Event()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: forking a threaded gunicorn worker can copy held locks into the child.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run_once(self, only_batch: int | None = None) -> int | None:
+        """Claim and process one batch; return its id, or None when there was nothing to do."""
+        with self.app.app_context():
+            batch_id = db_commit_with_retry(claim_next_batch, self.owner, self.lease, only_batch)
+            if batch_id is None:
+                return None
+            log.info("processing batch %s as %s", batch_id, self.owner)
+            try:
+                self.process(batch_id)
+            except LeaseLost as lost:
+                log.warning("%s", lost)
+            except BrokenProcessPool:
+                self._pool = None
+                db_commit_with_retry(fail_batch, batch_id, self.owner, "a scanner process crashed; re-run the batch")
+            except Exception as error:
+                log.exception("batch %s failed", batch_id)
+                db_commit_with_retry(fail_batch, batch_id, self.owner, f"{type(error).__name__}: {error}")
+            return batch_id
+
+    def process(self, batch_id: int) -> None:
+        self.scan(batch_id)
+        db_commit_with_retry(regroup, batch_id, self.owner, self.lease)
+        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, "export", 0, 0)
+        changed = export.export_pending()
+        db_commit_with_retry(finish_batch, batch_id, self.owner, self.lease, changed)
+
+    def scan(self, batch_id: int) -> None:
+        jobs = run_in_transaction(pending_scans, batch_id, read_only=True)
+        total = run_in_transaction(lambda: db.session.scalar(
+            select(func.count()).where(Photo.batch_id == batch_id)), read_only=True)
+        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, "scan", total - len(jobs), total)
+        pool = self.pool()
+        running: dict[Future, int] = {pool.submit(scan_file, src, thumb): pid for pid, src, thumb in jobs}
+        ready: list[tuple[int, ScanResult]] = []
+        last_commit = time.monotonic()
+        while running:
+            done, _ = wait(running, timeout=COMMIT_SECONDS, return_when=FIRST_COMPLETED)
+            ready += [(running.pop(future), future.result()) for future in done]
+            if self.stop_event.is_set():
+                for future in running:
+                    future.cancel()
+                running.clear()
+            if ready and (len(ready) >= COMMIT_EVERY or not running
+                          or time.monotonic() - last_commit >= COMMIT_SECONDS):
+                db_commit_with_retry(record_scans, batch_id, self.owner, self.lease, ready)
+                ready, last_commit = [], time.monotonic()
+        if self.stop_event.is_set():
+            raise LeaseLost(f"stopping: batch {batch_id} is left for the next processor")
+
+    def run_forever(self) -> None:
+        poll = self.app.config["PROCESSOR_POLL_SECONDS"]
+        while not self.stop_event.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:
+                log.exception("processor loop error")
+                worked = None
+            if worked is None:
+                self.stop_event.wait(poll)
+
+
+_background: tuple[threading.Thread, Processor] | None = None
+
+
+def _run_with_host_lock(processor: Processor) -> None:
+    """Only the worker holding the host's lock file processes: one scan pool per machine. The OS
+    drops the lock when that worker dies, and another worker's thread takes over."""
+    lock_path = Path(processor.app.config["DATA_DIR"]) / "processor.lock"
+    with open(lock_path, "a") as lock_file:
+        while not processor.stop_event.is_set():
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                processor.stop_event.wait(processor.app.config["PROCESSOR_POLL_SECONDS"])
+                continue
+            try:
+                processor.run_forever()
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+                processor.close()
+
+
+def start_in_background(app: Flask) -> Processor | None:
+    global _background
+    if not app.config["PROCESSOR_ENABLED"] or _background is not None:
+        return None
+    processor = Processor(app)
+    thread = threading.Thread(target=_run_with_host_lock, args=(processor,), name="intake-processor", daemon=True)
+    thread.start()
+    _background = (thread, processor)
+    return processor
+
+
+def stop_background(timeout: float = 30.0) -> None:
+    global _background
+    if _background is None:
+        return
+    thread, processor = _background
+    processor.stop_event.set()
+    thread.join(timeout)
+    _background = None

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 0c86a2fe719c
+Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:20:22.519314
+Create Date: 2026-11-23 16:35:32.518823
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0c86a2fe719c'
+revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -29,6 +29,18 @@ def upgrade():
     with op.batch_alter_table('lock_event', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_lock_event_at'), ['at'], unique=False)
 
+    op.create_table('login_attempt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(), nullable=False),
+    sa.Column('username', sa.String(length=80), nullable=False),
+    sa.Column('ip', sa.String(length=45), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_login_attempt'))
+    )
+    with op.batch_alter_table('login_attempt', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_login_attempt_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_login_attempt_ip'), ['ip'], unique=False)
+        batch_op.create_index(batch_op.f('ix_login_attempt_username'), ['username'], unique=False)
+
     op.create_table('person',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=64), nullable=False),
@@ -40,6 +52,9 @@ def upgrade():
     sa.Column('extra', sa.JSON(), nullable=False),
     sa.Column('drive_folder_id', sa.String(length=128), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('delivery_version', sa.Integer(), nullable=False),
+    sa.Column('exported_version', sa.Integer(), nullable=False),
+    sa.Column('synced_version', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_person')),
     sa.UniqueConstraint('code', name=op.f('uq_person_code'))
     )
@@ -252,6 +267,12 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_person_email'))
 
     op.drop_table('person')
+    with op.batch_alter_table('login_attempt', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_login_attempt_username'))
+        batch_op.drop_index(batch_op.f('ix_login_attempt_ip'))
+        batch_op.drop_index(batch_op.f('ix_login_attempt_at'))
+
+    op.drop_table('login_attempt')
     with op.batch_alter_table('lock_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_lock_event_at'))
 
