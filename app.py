@@ -50,9 +50,9 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def register_blueprints(app: Flask) -> None:
-    from blueprints import api, auth, dashboard, registration
+    from blueprints import api, auth, dashboard, registration, review, uploads
 
-    for module in (auth, registration, dashboard, api):
+    for module in (auth, registration, dashboard, review, api, uploads):
         app.register_blueprint(module.bp)
 
 

@@ -1,10 +1,16 @@
-"""Staff accounts."""
-from sqlalchemy import select
+"""Staff accounts and logging in."""
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from extensions import db
-from models import User
+from models import LoginAttempt, User, utcnow
 from states import UserRole
+
+FAILURE_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_IP = 30
 
 # Same cost for an unknown user as for a wrong password, so timing does not reveal usernames.
 _DUMMY_HASH = generate_password_hash("not a password", method="scrypt")
@@ -36,3 +42,27 @@ def authenticate(username: str, password: str) -> User | None:
 
 def has_admin() -> bool:
     return db.session.scalar(select(User.id).where(User.role == UserRole.ADMIN).limit(1)) is not None
+
+
+class TooManyAttempts(Exception):
+    pass
+
+
+def check_login_rate(username: str, ip: str) -> None:
+    since = utcnow() - FAILURE_WINDOW
+    recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
+    if (db.session.scalar(recent.where(LoginAttempt.username == username)) >= MAX_FAILURES_PER_USER
+            or db.session.scalar(recent.where(LoginAttempt.ip == ip)) >= MAX_FAILURES_PER_IP):
+        raise TooManyAttempts("Too many failed logins. Please wait 15 minutes and try again.")
+
+
+def log_in(username: str, password: str, ip: str) -> User | None:
+    """Authenticate within the rate limit; a failure is recorded, a success clears the user's record."""
+    username = username.strip()[:80]
+    check_login_rate(username, ip)
+    user = authenticate(username, password)
+    if user is None:
+        db.session.add(LoginAttempt(username=username, ip=ip[:45]))
+    else:
+        db.session.execute(delete(LoginAttempt).where(LoginAttempt.username == username))
+    return user

@@ -1,5 +1,6 @@
 """Public registration: a person signs up and gets their QR card."""
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+from flask_login import current_user
 from markupsafe import Markup
 
 import registration
@@ -38,15 +39,25 @@ def register():
         return render_template("registration/form.html", form=form, errors=errors), 400
     person, created = registration.register_person(
         form["name"], form["email"], form["group"], form["consent"])
+    session["cards"] = [*session.get("cards", [])[-9:], person.code]
     return redirect(url_for("registration.card", code=person.code, existing=None if created else 1))
+
+
+def visible_person(code: str):
+    """A card is shown to staff and to the browser that registered it; to anyone else a code
+    (roster codes can be guessable) reveals nothing, not even whether it exists."""
+    if not (current_user.is_authenticated or code in session.get("cards", [])):
+        abort(404)
+    person = registration.person_for_code(code)
+    if person is None:
+        abort(404)
+    return person
 
 
 @bp.get("/card/<code>")
 @db_retry
 def card(code: str):
-    person = registration.person_for_code(code)
-    if person is None:
-        abort(404)
+    person = visible_person(code)
     return render_template("registration/card.html", person=person, svg=Markup(card_svg(person.code)),
                            existing=bool(request.args.get("existing")))
 
@@ -54,7 +65,5 @@ def card(code: str):
 @bp.get("/card/<code>.png")
 @db_retry
 def card_image(code: str):
-    person = registration.person_for_code(code)
-    if person is None:
-        abort(404)
+    person = visible_person(code)
     return Response(card_png(person.code), mimetype="image/png")

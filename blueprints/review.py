@@ -1,0 +1,105 @@
+"""Review and rework: look at a batch, correct it, undo, re-run; a person's photos."""
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
+from flask_login import current_user, login_required
+
+import review
+import storage
+from batches import queue_batch
+from blueprints.auth import admin_required
+from database import db_retry
+from extensions import db
+from models import Batch, Photo
+from registration import person_for_code
+
+bp = Blueprint("review", __name__)
+
+RERUNS = {"rescan": review.rescan_batch, "regroup": queue_batch, "redeliver": review.redeliver_batch}
+
+
+def back_to_review(batch_id: int):
+    return redirect(url_for("review.batch", batch_id=batch_id))
+
+
+@bp.get("/batches/<int:batch_id>/review")
+@login_required
+@db_retry
+def batch(batch_id: int):
+    found = db.session.get(Batch, batch_id) or abort(404)
+    problems, cameras, corrections = review.review_view(batch_id)
+    return render_template("review/batch.html", batch=found, problems=problems, cameras=cameras,
+                           corrections=corrections)
+
+
+@bp.post("/batches/<int:batch_id>/review/correct")
+@admin_required
+@db_retry
+def correct(batch_id: int):
+    photo_ids = [int(v) for v in request.form.getlist("photo_id") if v.isdigit()]
+    try:
+        changed = review.correct(batch_id, photo_ids, request.form.get("kind", ""), request.form.get("code"),
+                                 current_user.id)
+    except review.ReviewError as error:
+        flash(str(error), "error")
+        return back_to_review(batch_id), 303
+    flash(f"{changed} photo(s) changed.")
+    return back_to_review(batch_id), 303
+
+
+@bp.post("/batches/<int:batch_id>/review/undo/<int:correction_id>")
+@admin_required
+@db_retry
+def undo(batch_id: int, correction_id: int):
+    try:
+        review.undo(batch_id, correction_id, current_user.id)
+    except review.ReviewError as error:
+        flash(str(error), "error")
+    return back_to_review(batch_id), 303
+
+
+@bp.post("/batches/<int:batch_id>/review/link")
+@admin_required
+@db_retry
+def link(batch_id: int):
+    try:
+        review.link_code(request.form.get("code", ""), request.form.get("person_code", ""), current_user.id)
+    except review.ReviewError as error:
+        flash(str(error), "error")
+    return back_to_review(batch_id), 303
+
+
+@bp.post("/batches/<int:batch_id>/rerun/<action>")
+@admin_required
+@db_retry
+def rerun(batch_id: int, action: str):
+    if action not in RERUNS or db.session.get(Batch, batch_id) is None:
+        abort(404)
+    RERUNS[action](batch_id)
+    flash(f"Batch {batch_id}: {action} started.")
+    return back_to_review(batch_id), 303
+
+
+@bp.get("/people/<code>")
+@login_required
+@db_retry
+def person(code: str):
+    found = person_for_code(code) or abort(404)
+    return render_template("review/person.html", person=found, photos=review.person_photos(found))
+
+
+@bp.get("/photos/<int:photo_id>/thumb")
+@login_required
+@db_retry
+def thumb(photo_id: int):
+    photo = db.session.get(Photo, photo_id) or abort(404)
+    path = storage.thumbnail_path(photo.content_hash) if photo.content_hash else None
+    if path is None or not path.exists():
+        abort(404)
+    return send_file(path, mimetype="image/jpeg", max_age=86400)
+
+
+@bp.get("/api/people")
+@login_required
+@db_retry
+def search_people():
+    return jsonify([{"code": p.code, "name": p.name, "group": p.group_name}
+                    for p in review.search_people(request.args.get("q", ""))])

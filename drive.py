@@ -1,0 +1,420 @@
+"""Google Drive (v3) delivery: each person's photos in their own folder, re-runs never duplicate.
+
+Everything is found by ``appProperties`` (private to this app), never by name: names repeat
+and people rename things. Folders carry ``intake_person=<key>``, files ``intake_sha256=<hex>``.
+Every create is preceded by a lookup, also when it is retried after a 5xx, so an answer lost
+after Google stored the item does not make a second copy.
+
+Errors: transient ones (429, 5xx, 403 rate limits, timeouts) are retried with capped
+exponential backoff and jitter. What needs a person (credentials, sharing, quota) raises a
+``DriveConfigError`` or ``DriveQuotaError`` with a message for the dashboard; any other
+``DriveError`` means "try again later".
+
+Library behaviour this relies on (googleapiclient 2.202, measured against tests/fakedrive.py):
+- ``next_chunk(num_retries=N)`` re-sends a failed chunk from an already drained stream, so the
+  server waits for a body that never comes, until the socket timeout. We call ``next_chunk()``
+  again instead: after an error it sends the ``bytes */total`` status query and resumes.
+- httplib2 treats 308 as a redirect unless told otherwise; ``build_http()`` tells it.
+- ``client_options.api_endpoint`` moves only the host of the upload URL (the scheme stays
+  https), so a configured root URL is written into the discovery document instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import mimetypes
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import google.auth.exceptions
+import google.oauth2.credentials
+import httplib2
+from google.auth.credentials import AnonymousCredentials, Credentials
+from google.oauth2 import service_account
+from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient.discovery import build_from_document
+from googleapiclient.discovery_cache import get_static_doc
+from googleapiclient.errors import HttpError
+from googleapiclient.http import MediaIoBaseUpload, build_http
+
+SCOPES = ["https://www.googleapis.com/auth/drive"]
+FOLDER_MIME = "application/vnd.google-apps.folder"
+PERSON_KEY = "intake_person"
+SHA256_KEY = "intake_sha256"
+FILE_FIELDS = "id,name,mimeType,parents,md5Checksum,size,appProperties"
+CHUNK_ALIGNMENT = 256 * 1024  # Drive accepts chunk sizes in multiples of 256 KiB
+SESSION_RESTARTS = 3
+RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+QUOTA_REASONS = {
+    "storageQuotaExceeded",
+    "quotaExceeded",
+    "dailyLimitExceeded",
+    "teamDriveFileLimitExceeded",
+    "numChildrenInNonRootLimitExceeded",
+    "activeItemCreationLimitExceeded",
+}
+# Everything a request can raise that _retrying knows how to judge.
+_REQUEST_ERRORS = (
+    HttpError,
+    google.auth.exceptions.GoogleAuthError,
+    httplib2.HttpLib2Error,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+T = TypeVar("T")
+
+
+class DriveError(Exception):
+    """Drive delivery failed; the message says why. Plain DriveError: retry later."""
+
+
+class DriveConfigError(DriveError):
+    """Credentials, sharing or folder ids need fixing by a person."""
+
+
+class DriveQuotaError(DriveError):
+    """Drive is full or over a limit; a person must free space or wait."""
+
+
+class _SessionExpired(Exception):
+    """The resumable upload session is gone (404/410); the upload starts over."""
+
+
+@dataclass(frozen=True)
+class DriveSettings:
+    """Where and as whom to deliver. An empty root_folder_id means Drive sync is off."""
+
+    root_folder_id: str = ""
+    credentials_file: str = ""
+    credentials_type: Literal["service_account", "authorized_user", "anonymous"] = "service_account"
+    subject: str = ""  # domain-wide delegation: the user a service account acts as
+    root_url: str = ""  # e.g. a fake server's URL; empty means Google
+    chunk_size: int = 8 * 1024 * 1024
+    timeout_seconds: float = 60.0
+
+    def is_configured(self) -> bool:
+        return bool(self.root_folder_id)
+
+
+@dataclass(frozen=True)
+class DriveFile:
+    id: str
+    name: str
+    parent_ids: tuple[str, ...]
+    md5: str
+    size: int
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_api(cls, resource: dict[str, Any]) -> DriveFile:
+        return cls(
+            id=resource["id"],
+            name=resource.get("name", ""),
+            parent_ids=tuple(resource.get("parents", [])),
+            md5=resource.get("md5Checksum", ""),
+            size=int(resource.get("size", 0)),
+            properties=dict(resource.get("appProperties", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential delays with jitter; ``sleep`` is injectable so tests do not wait."""
+
+    sleep: Callable[[float], None] = time.sleep
+    attempts: int = 6
+    base_seconds: float = 1.0
+    cap_seconds: float = 32.0
+
+    def delays(self) -> Iterator[float]:
+        for attempt in range(self.attempts):
+            ceiling = min(self.cap_seconds, self.base_seconds * 2**attempt)
+            yield ceiling * (0.5 + random.random() / 2)  # jitter spreads out clients that failed together
+
+
+def file_digests(path: str) -> tuple[str, str]:
+    """(sha256, md5) hex digests of a local file, read in blocks."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5()
+    with open(path, "rb") as stream:
+        while block := stream.read(1024 * 1024):
+            sha256.update(block)
+            md5.update(block)
+    return sha256.hexdigest(), md5.hexdigest()
+
+
+def drive_from_settings(settings: DriveSettings, backoff: Backoff | None = None) -> DriveClient:
+    """A ready client; DriveConfigError when the settings cannot work (check is_configured first)."""
+    if not settings.is_configured():
+        raise DriveConfigError("Drive sync is off: no root folder id is configured.")
+    if settings.chunk_size <= 0 or settings.chunk_size % CHUNK_ALIGNMENT:
+        raise DriveConfigError(f"Drive chunk size must be a positive multiple of {CHUNK_ALIGNMENT} bytes.")
+    http = build_http()  # unlike a bare httplib2.Http, it does not follow Drive's 308 "resume incomplete"
+    http.timeout = settings.timeout_seconds
+    service = build_from_document(
+        _discovery_document(settings.root_url), http=AuthorizedHttp(_credentials(settings), http=http)
+    )
+    return DriveClient(service, settings.chunk_size, backoff or Backoff())
+
+
+def _discovery_document(root_url: str) -> dict[str, Any]:
+    document = json.loads(get_static_doc("drive", "v3"))
+    if root_url:
+        # servicePath, batchPath and the upload path are all relative to rootUrl.
+        root = root_url if root_url.endswith("/") else root_url + "/"
+        document["rootUrl"] = document["mtlsRootUrl"] = root
+    return document
+
+
+def _credentials(settings: DriveSettings) -> Credentials:
+    if settings.credentials_type == "anonymous":
+        if not settings.root_url:
+            raise DriveConfigError("Anonymous Drive access only works against a test server (set root_url).")
+        return AnonymousCredentials()
+    if not settings.credentials_file:
+        raise DriveConfigError("No Drive credentials file is configured.")
+    try:
+        if settings.credentials_type == "service_account":
+            account = service_account.Credentials.from_service_account_file(settings.credentials_file, scopes=SCOPES)
+            return account.with_subject(settings.subject) if settings.subject else account
+        if settings.credentials_type == "authorized_user":
+            return google.oauth2.credentials.Credentials.from_authorized_user_file(
+                settings.credentials_file, scopes=SCOPES
+            )
+    except (OSError, ValueError, KeyError) as error:
+        raise DriveConfigError(
+            f"Cannot read the Drive credentials file {settings.credentials_file} ({error}). "
+            f"Check the path and that it is a {settings.credentials_type} JSON file."
+        ) from error
+    raise DriveConfigError(f"Unknown Drive credentials type {settings.credentials_type!r}.")
+
+
+class DriveClient:
+    """Drive operations in plain values; every call is retried and raises only DriveError."""
+
+    def __init__(self, service: Any, chunk_size: int, backoff: Backoff) -> None:
+        self._service = service
+        self._files = service.files()
+        self._chunk_size = chunk_size
+        self._backoff = backoff
+
+    def __enter__(self) -> DriveClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._service.close()  # closes the pooled HTTP connections
+
+    def ensure_folder(self, parent_id: str, name: str, key: str) -> str:
+        """The id of the folder under parent_id tagged with key, created (or renamed) as needed."""
+        query = _and(_in_parents(parent_id), f"mimeType = '{FOLDER_MIME}'", "trashed = false", _has(PERSON_KEY, key))
+        metadata = {"name": name, "mimeType": FOLDER_MIME, "parents": [parent_id], "appProperties": {PERSON_KEY: key}}
+
+        def find_or_create() -> DriveFile:
+            return self._first(query) or DriveFile.from_api(self._create(metadata))
+
+        folder = self._retrying(find_or_create)
+        if folder.name != name:
+            self._retrying(lambda: self._update(folder.id, body={"name": name}))
+        return folder.id
+
+    def find_file(self, parent_id: str | None, sha256: str) -> DriveFile | None:
+        """The live file with this content hash, in parent_id or (None) anywhere the account sees."""
+        clauses = [_in_parents(parent_id)] if parent_id else []
+        return self._retrying(lambda: self._first(_and(*clauses, "trashed = false", _has(SHA256_KEY, sha256))))
+
+    def upload(
+        self, path: str, name: str, parent_id: str, sha256: str, md5: str, properties: dict[str, str] | None = None
+    ) -> str:
+        """Upload path into parent_id unless that content is there already; returns the file id."""
+        metadata = {
+            "name": name,
+            "parents": [parent_id],
+            "appProperties": {**(properties or {}), SHA256_KEY: sha256},
+        }
+        for _ in range(SESSION_RESTARTS):
+            if existing := self.find_file(parent_id, sha256):
+                return existing.id
+            try:
+                uploaded = DriveFile.from_api(self._upload_resumable(path, metadata))
+            except _SessionExpired:
+                continue
+            self._check_md5(uploaded, md5)
+            return uploaded.id
+        raise DriveError(f"The Drive upload session for {name} kept expiring; sync will try again later.")
+
+    def deliver(
+        self, path: str, name: str, parent_id: str, sha256: str, md5: str, properties: dict[str, str] | None = None
+    ) -> str:
+        """Make this content live in parent_id once: kept if there, moved if elsewhere, else uploaded."""
+        if here := self.find_file(parent_id, sha256):
+            return here.id
+        if elsewhere := self.find_file(None, sha256):
+            self.move(elsewhere.id, parent_id)
+            return elsewhere.id
+        return self.upload(path, name, parent_id, sha256, md5, properties)
+
+    def move(self, file_id: str, new_parent_id: str) -> None:
+        """Re-parent a file (a photo re-assigned to another person); repeating it is harmless."""
+
+        def reparent() -> None:
+            found = self._files.get(fileId=file_id, fields="parents", supportsAllDrives=True).execute()
+            current = found.get("parents", [])
+            stale = [p for p in current if p != new_parent_id]
+            if stale or new_parent_id not in current:
+                self._update(file_id, addParents=new_parent_id, removeParents=",".join(stale))
+
+        self._retrying(reparent)
+
+    def trash(self, file_id: str) -> None:
+        self._retrying(lambda: self._update(file_id, body={"trashed": True}))
+
+    # -- single requests, without retries --
+
+    def _first(self, query: str) -> DriveFile | None:
+        found = self._files.list(
+            q=query,
+            fields=f"files({FILE_FIELDS})",
+            orderBy="createdTime",  # if two ever exist, everyone picks the same one
+            pageSize=1,
+            corpora="allDrives",
+            includeItemsFromAllDrives=True,
+            supportsAllDrives=True,
+        ).execute()
+        files = found.get("files", [])
+        return DriveFile.from_api(files[0]) if files else None
+
+    def _create(self, metadata: dict[str, Any]) -> dict[str, Any]:
+        return self._files.create(body=metadata, fields=FILE_FIELDS, supportsAllDrives=True).execute()
+
+    def _update(self, file_id: str, body: dict[str, Any] | None = None, **params: str) -> dict[str, Any]:
+        return self._files.update(
+            fileId=file_id, body=body or {}, fields=FILE_FIELDS, supportsAllDrives=True, **params
+        ).execute()
+
+    def _upload_resumable(self, path: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        mimetype = mimetypes.guess_type(metadata["name"])[0] or "application/octet-stream"
+        with open(path, "rb") as stream:
+            media = MediaIoBaseUpload(stream, mimetype, chunksize=self._chunk_size, resumable=True)
+            request = self._files.create(body=metadata, media_body=media, fields=FILE_FIELDS, supportsAllDrives=True)
+            delays = self._backoff.delays()
+            response = None
+            while response is None:
+                try:
+                    _, response = request.next_chunk()  # never num_retries: see the module docstring
+                    delays = self._backoff.delays()  # progress made: a later blip gets a fresh budget
+                except _REQUEST_ERRORS as error:
+                    if request.resumable_uri and _status(error) in (404, 410):
+                        raise _SessionExpired from error
+                    self._pause_or_raise(error, delays)
+            return response
+
+    def _check_md5(self, uploaded: DriveFile, md5: str) -> None:
+        if uploaded.md5 == md5:
+            return
+        self.trash(uploaded.id)
+        raise DriveError(
+            f"Drive stored {uploaded.name} with checksum {uploaded.md5 or 'none'} instead of {md5}; "
+            "the bad copy is in the Drive trash and the next sync uploads it again."
+        )
+
+    # -- retries and error translation --
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        delays = self._backoff.delays()
+        while True:
+            try:
+                return attempt()
+            except _REQUEST_ERRORS as error:
+                self._pause_or_raise(error, delays)
+
+    def _pause_or_raise(self, error: Exception, delays: Iterator[float]) -> None:
+        if not _is_transient(error):
+            raise _as_drive_error(error) from error
+        delay = next(delays, None)
+        if delay is None:
+            raise DriveError(f"Google Drive kept failing ({_describe(error)}); sync will try again later.") from error
+        self._backoff.sleep(delay)
+
+
+def _is_transient(error: Exception) -> bool:
+    if isinstance(error, HttpError):
+        status = error.status_code
+        return status == 429 or status >= 500 or (status == 403 and _reason(error) in RATE_LIMIT_REASONS)
+    if isinstance(error, google.auth.exceptions.GoogleAuthError):
+        # Token endpoint unreachable or busy; a refused grant (bad credentials) is not retryable.
+        unreachable = (google.auth.exceptions.TransportError, google.auth.exceptions.TimeoutError)
+        return isinstance(error, unreachable) or error.retryable
+    return True  # timeouts, dropped connections, garbled responses
+
+
+def _as_drive_error(error: Exception) -> DriveError:
+    if isinstance(error, google.auth.exceptions.GoogleAuthError):
+        return DriveConfigError(
+            f"Google refused the Drive credentials ({error}). Replace the credentials file or re-authorize."
+        )
+    if not isinstance(error, HttpError):
+        return DriveError(f"Google Drive request failed: {_describe(error)}.")
+    reason = _reason(error)
+    if reason in QUOTA_REASONS:
+        return DriveQuotaError(
+            f"Google Drive is full or over a limit ({_describe(error)}). Free space or raise the quota; "
+            "a service account has no storage of its own, so the root folder must be in a shared drive."
+        )
+    if error.status_code == 401:
+        return DriveConfigError(
+            f"Google rejected the Drive credentials ({_describe(error)}). Replace the credentials file."
+        )
+    if error.status_code == 403:
+        return DriveConfigError(
+            f"The Drive account may not do this ({_describe(error)}). Share the root folder's shared drive "
+            "with the account as Content manager."
+        )
+    if error.status_code == 404:
+        return DriveConfigError(
+            f"Drive cannot find a folder or file ({_describe(error)}). Check the root folder id and that it "
+            "is shared with the account."
+        )
+    return DriveError(f"Google Drive refused a request ({_describe(error)}).")
+
+
+def _status(error: Exception) -> int | None:
+    return error.status_code if isinstance(error, HttpError) else None
+
+
+def _reason(error: HttpError) -> str:
+    details = error.error_details
+    if isinstance(details, list) and details and isinstance(details[0], dict):
+        return str(details[0].get("reason", ""))
+    return ""
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, HttpError):
+        return f"HTTP {error.status_code} {_reason(error) or 'error'}: {error.reason}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _quoted(value: str) -> str:
+    """A Drive query string literal: backslash and quote are escaped with a backslash."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _in_parents(parent_id: str) -> str:
+    return f"{_quoted(parent_id)} in parents"
+
+
+def _has(key: str, value: str) -> str:
+    return f"appProperties has {{ key={_quoted(key)} and value={_quoted(value)} }}"
+
+
+def _and(*clauses: str) -> str:
+    return " and ".join(clauses)

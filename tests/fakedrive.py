@@ -1,0 +1,401 @@
+"""A fake Google Drive v3 server on 127.0.0.1 that speaks the wire protocol googleapiclient uses.
+
+Usage::
+
+    with FakeDrive() as fake:             # serves until the block ends, then joins its threads
+        fake.url                          # root URL for DriveSettings.root_url
+        fake.root_folder_id               # a folder in the fake shared drive
+        fake.fail("chunk", 503)           # the next chunk PUT answers 503
+        fake.files, fake.contents         # state for assertions
+
+What it speaks: files.list (``q`` subset below), files.get, files.create (metadata only),
+files.update (metadata, addParents/removeParents), resumable uploads (initiate, chunk PUTs
+answered 308 + Range, the ``bytes */total`` status query) and an OAuth token endpoint.
+Everything lives in one shared drive, so a request without ``supportsAllDrives=true`` gets
+404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google.
+``fields`` is honoured (default: kind, id, name, mimeType), so a client that forgets to ask
+for a field does not get it. Errors use Google's JSON error shape.
+
+Fault ops: "token", "list", "get", "create", "update", "initiate", "chunk", "status", "any".
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+SHARED_DRIVE_ID = "fake-shared-drive"
+ACCESS_TOKEN = "fake-access-token"
+DEFAULT_FIELDS = ("kind", "id", "name", "mimeType")
+REQUEST_TIMEOUT_S = 10  # a request whose body never arrives is dropped after this
+JOIN_TIMEOUT_S = 10
+SHUTDOWN_POLL_S = 0.05  # how soon serve_forever notices shutdown()
+USAGE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "storageQuotaExceeded"}
+
+Response = tuple[int, dict[str, str], bytes]
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+class ApiError(Exception):
+    """An error answer in Google's JSON shape."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.status = status
+        self.reason = reason
+        self.message = message or f"Fake Drive: {reason}"
+
+    def response(self) -> Response:
+        domain = "usageLimits" if self.reason in USAGE_LIMIT_REASONS else "global"
+        error = {"reason": self.reason, "domain": domain, "message": self.message}
+        return _json(self.status, {"error": {"code": self.status, "message": self.message, "errors": [error]}})
+
+
+@dataclass
+class Fault:
+    """Let ``skip`` requests of ``op`` pass, then answer ``times`` of them with an error.
+
+    after_store applies the request before answering with the error (a lost answer).
+    """
+
+    op: str
+    status: int
+    reason: str
+    times: int = 1
+    after_store: bool = False
+    skip: int = 0
+
+
+@dataclass
+class UploadSession:
+    metadata: dict[str, Any]
+    total: int
+    received: bytearray = field(default_factory=bytearray)
+    file_id: str | None = None
+
+
+class FakeDrive:
+    """In-memory Drive state plus the HTTP server that exposes it (a context manager)."""
+
+    def __init__(self, require_auth: bool = False) -> None:
+        self.require_auth = require_auth
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.sessions: dict[str, UploadSession] = {}
+        self.ops: list[str] = []  # one entry per request, e.g. "list", "chunk"
+        self.token_requests: list[dict[str, Any]] = []
+        self.faults: list[Fault] = []
+        self.corrupt_uploads = 0  # the next N completed uploads store one flipped byte
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.root_folder_id = self._store({"name": "Intake root", "mimeType": FOLDER_MIME, "parents": []})
+
+    def __enter__(self) -> FakeDrive:
+        self._server = _Server(self)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_S,), name="fakedrive")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._server and self._thread
+        self._server.shutdown()
+        self._server.server_close()  # joins the request threads
+        self._thread.join(JOIN_TIMEOUT_S)
+
+    @property
+    def url(self) -> str:
+        assert self._server, "use FakeDrive as a context manager"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def fail(
+        self, op: str, status: int, reason: str = "", times: int = 1, after_store: bool = False, skip: int = 0
+    ) -> None:
+        default_reason = {404: "notFound", 429: "rateLimitExceeded"}.get(status, "backendError")
+        self.faults.append(Fault(op, status, reason or default_reason, times, after_store, skip))
+
+    def children(self, parent_id: str) -> list[dict[str, Any]]:
+        return [f for f in self.files.values() if parent_id in f["parents"] and not f["trashed"]]
+
+    def count(self, op: str) -> int:
+        return self.ops.count(op)
+
+    # -- request handling (called from the request threads; the lock makes each request atomic) --
+
+    def handle(self, method: str, target: str, headers: Message, body: bytes) -> Response:
+        url = urlsplit(target)
+        query = dict(parse_qsl(url.query))
+        route = _route(method, url.path, query, headers)
+        if route is None:
+            return ApiError(404, "notFound", f"No route for {method} {url.path}").response()
+        op, handler, arg = route
+        with self._lock:
+            self.ops.append(op)
+            fault = self._take_fault(op)
+            try:
+                if op != "token":
+                    self._check_access(headers, query)
+                if fault and not fault.after_store:
+                    raise ApiError(fault.status, fault.reason)
+                response = handler(self, arg, query, headers, body)
+                if fault:
+                    raise ApiError(fault.status, fault.reason)
+            except ApiError as error:
+                if op == "token":  # OAuth endpoints answer in their own shape
+                    return _json(error.status, {"error": error.reason, "error_description": error.message})
+                if error.status == 404 and op in ("chunk", "status"):
+                    self.sessions.pop(query.get("upload_id", ""), None)  # an expired session is gone
+                return error.response()
+            return response
+
+    def _take_fault(self, op: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.op in (op, "any"):
+                if fault.skip:
+                    fault.skip -= 1
+                    return None
+                fault.times -= 1
+                if fault.times == 0:
+                    self.faults.remove(fault)
+                return fault
+        return None
+
+    def _check_access(self, headers: Message, query: dict[str, str]) -> None:
+        if self.require_auth and headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+            raise ApiError(401, "authError", "Request had invalid authentication credentials.")
+        if query.get("supportsAllDrives") != "true":
+            raise ApiError(404, "notFound", "File not found (shared drive item without supportsAllDrives).")
+
+    def _store(self, metadata: dict[str, Any], content: bytes | None = None) -> str:
+        file_id = f"fake{next(self._ids):06d}"
+        resource = {
+            "kind": "drive#file",
+            "id": file_id,
+            "name": metadata.get("name", "Untitled"),
+            "mimeType": metadata.get("mimeType", "application/octet-stream"),
+            "parents": list(metadata.get("parents", [])),
+            "appProperties": dict(metadata.get("appProperties", {})),
+            "trashed": False,
+            "driveId": SHARED_DRIVE_ID,
+        }
+        if content is not None:
+            resource |= {"md5Checksum": hashlib.md5(content).hexdigest(), "size": str(len(content))}
+            self.contents[file_id] = content
+        self.files[file_id] = resource
+        return file_id
+
+    def _existing(self, file_id: str) -> dict[str, Any]:
+        if file_id not in self.files:
+            raise ApiError(404, "notFound", f"File not found: {file_id}.")
+        return self.files[file_id]
+
+    def _check_parents(self, parent_ids: list[str]) -> None:
+        for parent_id in parent_ids:
+            parent = self._existing(parent_id)
+            if parent["mimeType"] != FOLDER_MIME or parent["trashed"]:
+                raise ApiError(404, "notFound", f"File not found: {parent_id}.")
+
+    # -- API methods: (self, path argument, query, headers, body) -> Response --
+
+    def _list(self, _arg: str, query: dict[str, str], _headers: Message, _body: bytes) -> Response:
+        predicates = parse_query(query.get("q", ""))
+        visible = query.get("includeItemsFromAllDrives") == "true"
+        found = [f for f in self.files.values() if visible and all(p(f) for p in predicates)]
+        match = re.search(r"files\(([^)]*)\)", query.get("fields", ""))
+        names = match.group(1) if match else None
+        return _json(200, {"kind": "drive#fileList", "files": [_pick(f, names) for f in found]})
+
+    def _get(self, file_id: str, query: dict[str, str], _headers: Message, _body: bytes) -> Response:
+        return _json(200, _pick(self._existing(file_id), query.get("fields")))
+
+    def _create(self, _arg: str, query: dict[str, str], _headers: Message, body: bytes) -> Response:
+        metadata = json.loads(body or b"{}")
+        self._check_parents(metadata.get("parents", []))
+        return _json(200, _pick(self.files[self._store(metadata)], query.get("fields")))
+
+    def _update(self, file_id: str, query: dict[str, str], _headers: Message, body: bytes) -> Response:
+        resource = self._existing(file_id)
+        changes = json.loads(body or b"{}")
+        added = [p for p in query.get("addParents", "").split(",") if p]
+        removed = set(query.get("removeParents", "").split(","))
+        self._check_parents(added)
+        resource["parents"] = [p for p in resource["parents"] if p not in removed] + added
+        for key in ("name", "trashed"):
+            if key in changes:
+                resource[key] = changes[key]
+        return _json(200, _pick(resource, query.get("fields")))
+
+    def _initiate(self, _arg: str, query: dict[str, str], headers: Message, body: bytes) -> Response:
+        metadata = json.loads(body or b"{}")
+        self._check_parents(metadata.get("parents", []))
+        session_id = f"session{next(self._ids)}"
+        self.sessions[session_id] = UploadSession(metadata, int(headers["X-Upload-Content-Length"]))
+        location = f"{self.url}upload/drive/v3/files?{urlencode({**query, 'upload_id': session_id})}"
+        return 200, {"Location": location}, b""
+
+    def _chunk(self, session_id: str, query: dict[str, str], headers: Message, body: bytes) -> Response:
+        session = self._session(session_id)
+        if session.file_id is not None:  # a re-sent last chunk: the file exists already
+            return _json(200, _pick(self.files[session.file_id], query.get("fields")))
+        first, _last, total = _content_range(headers["Content-Range"])
+        if first > len(session.received):
+            raise ApiError(400, "badRequest", "Chunk does not continue the bytes received so far.")
+        del session.received[first:]  # a re-sent chunk replaces what it overlaps
+        session.received += body
+        if len(session.received) < total:
+            return _resume_incomplete(session)
+        content = bytes(session.received)
+        if self.corrupt_uploads:
+            self.corrupt_uploads -= 1
+            content = bytes([content[0] ^ 0xFF]) + content[1:]
+        session.file_id = self._store(session.metadata, content)
+        return _json(200, _pick(self.files[session.file_id], query.get("fields")))
+
+    def _status(self, session_id: str, query: dict[str, str], _headers: Message, _body: bytes) -> Response:
+        session = self._session(session_id)
+        if session.file_id is None:
+            return _resume_incomplete(session)
+        return _json(200, _pick(self.files[session.file_id], query.get("fields")))
+
+    def _token(self, _arg: str, _query: dict[str, str], _headers: Message, body: bytes) -> Response:
+        form = dict(parse_qsl(body.decode()))
+        if "assertion" in form:  # service account: record the signed JWT's claims (not verified)
+            payload = form["assertion"].split(".")[1]
+            form["claims"] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        self.token_requests.append(form)
+        return _json(200, {"access_token": ACCESS_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+
+    def _session(self, session_id: str) -> UploadSession:
+        if session_id not in self.sessions:
+            raise ApiError(404, "notFound", "Upload session not found or expired.")
+        return self.sessions[session_id]
+
+
+Method = Callable[[FakeDrive, str, dict[str, str], Message, bytes], Response]
+
+
+def _route(method: str, path: str, query: dict[str, str], headers: Message) -> tuple[str, Method, str] | None:
+    files_item = re.fullmatch(r"/drive/v3/files/([^/]+)", path)
+    if method == "POST" and path == "/token":
+        return "token", FakeDrive._token, ""
+    if path == "/drive/v3/files":
+        return {"GET": ("list", FakeDrive._list, ""), "POST": ("create", FakeDrive._create, "")}.get(method)
+    if files_item and method in ("GET", "PATCH"):
+        op, handler = ("get", FakeDrive._get) if method == "GET" else ("update", FakeDrive._update)
+        return op, handler, files_item.group(1)
+    if path == "/upload/drive/v3/files" and query.get("uploadType") == "resumable":
+        if method == "POST":
+            return "initiate", FakeDrive._initiate, ""
+        if method == "PUT":
+            is_status = headers.get("Content-Range", "").startswith("bytes */")
+            op, handler = ("status", FakeDrive._status) if is_status else ("chunk", FakeDrive._chunk)
+            return op, handler, query.get("upload_id", "")
+    return None
+
+
+_STRING = r"'((?:[^'\\]|\\.)*)'"  # Drive query strings escape ' and \ with a backslash
+_CLAUSES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], Predicate]]] = [
+    (re.compile(_STRING + r"\s+in\s+parents"), lambda m: lambda f: _unescape(m[1]) in f["parents"]),
+    (re.compile(r"mimeType\s*=\s*" + _STRING), lambda m: lambda f: f["mimeType"] == _unescape(m[1])),
+    (re.compile(r"trashed\s*=\s*(true|false)"), lambda m: lambda f: f["trashed"] == (m[1] == "true")),
+    (
+        re.compile(r"appProperties\s+has\s*\{\s*key\s*=\s*" + _STRING + r"\s+and\s+value\s*=\s*" + _STRING + r"\s*\}"),
+        lambda m: lambda f: f["appProperties"].get(_unescape(m[1])) == _unescape(m[2]),
+    ),
+]
+
+
+def parse_query(q: str) -> list[Predicate]:
+    """The ``q`` subset the client uses, joined by ``and``; anything else is a 400 as on Google."""
+    predicates: list[Predicate] = []
+    rest = q.strip()
+    while rest:
+        for pattern, build in _CLAUSES:
+            if match := pattern.match(rest):
+                predicates.append(build(match))
+                break
+        else:
+            raise ApiError(400, "invalid", f"Invalid Value: q={q!r}")
+        rest = rest[match.end() :].strip()
+        if rest and not rest.startswith("and "):
+            raise ApiError(400, "invalid", f"Invalid Value: q={q!r}")
+        rest = rest.removeprefix("and ").strip()
+    return predicates
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def _pick(resource: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    names = [n.strip() for n in fields.split(",")] if fields else DEFAULT_FIELDS
+    if "*" in names:
+        return dict(resource)
+    return {name: resource[name] for name in names if name in resource}
+
+
+def _content_range(value: str) -> tuple[int, int, int]:
+    match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", value)
+    if match is None:
+        raise ApiError(400, "badRequest", f"Unsupported Content-Range {value!r}")
+    first, last, total = (int(g) for g in match.groups())
+    return first, last, total
+
+
+def _resume_incomplete(session: UploadSession) -> Response:
+    headers = {"Range": f"bytes=0-{len(session.received) - 1}"} if session.received else {}
+    return 308, headers, b""
+
+
+def _json(status: int, payload: dict[str, Any]) -> Response:
+    return status, {"Content-Type": "application/json; charset=UTF-8"}, json.dumps(payload).encode()
+
+
+class _Server(ThreadingHTTPServer):
+    def __init__(self, fake: FakeDrive) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up mid-answer (e.g. a timed-out test) is not the server's error."""
+        if not isinstance(sys.exception(), ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive, as httplib2 expects
+    disable_nagle_algorithm = True  # headers and body go out as separate writes; don't wait for delayed ACKs
+    timeout = REQUEST_TIMEOUT_S
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    do_POST = do_PUT = do_PATCH = do_GET
+
+    def _answer(self) -> None:
+        # Read the whole body first, even for an injected fault, so the connection stays in sync.
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, payload = self.server.fake.handle(self.command, self.path, self.headers, body)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: pytest shows the assertions, not an access log."""
