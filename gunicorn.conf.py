@@ -11,7 +11,8 @@ threads = int(os.environ.get("INTAKE_THREADS", "8"))
 timeout = int(os.environ.get("INTAKE_WORKER_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
-accesslog = os.environ.get("INTAKE_ACCESS_LOG", "-")
+# Empty INTAKE_ACCESS_LOG turns the access log off (load tests); "-" is stdout.
+accesslog = os.environ.get("INTAKE_ACCESS_LOG", "-") or None
 # Uploads are streamed to disk by the app; keep gunicorn's header limits at their defaults.
 
 
