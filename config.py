@@ -72,6 +72,15 @@ class Config:
         self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
         self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
         self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
+        # Drive delivery; an empty root folder id turns it off (the local export still works).
+        self.DRIVE_ROOT_FOLDER_ID = env_str("DRIVE_ROOT_FOLDER_ID", "")
+        self.DRIVE_CREDENTIALS_FILE = env_str("DRIVE_CREDENTIALS_FILE", "")
+        self.DRIVE_CREDENTIALS_TYPE = env_str("DRIVE_CREDENTIALS_TYPE", "service_account")
+        self.DRIVE_SUBJECT = env_str("DRIVE_SUBJECT", "")
+        self.DRIVE_ROOT_URL = env_str("DRIVE_ROOT_URL", "")
+        self.DRIVE_CHUNK_BYTES = env_int("DRIVE_CHUNK_MB", 8) * 1024 * 1024
+        self.DRIVE_SYNC_SECONDS = env_float("DRIVE_SYNC_SECONDS", 10.0)
+        self.DRIVE_RETRY_BASE_SECONDS = env_float("DRIVE_RETRY_BASE_SECONDS", 1.0)
         # The token lives as long as the session: a two-hour upload must not fail on its last file.
         self.WTF_CSRF_TIME_LIMIT = None
         self.EXPORT_CARDS = env_bool("INTAKE_EXPORT_CARDS", False)

@@ -4,6 +4,7 @@ import json
 
 from sqlalchemy import case, func, select
 
+import drive_sync
 from extensions import db
 from health import data_layer_health
 from models import Batch, DriveItem, Person, Photo, utcnow
@@ -58,7 +59,8 @@ def drive_state() -> dict:
     last_error = db.session.scalar(
         select(DriveItem.last_error).where(DriveItem.last_error.is_not(None))
         .order_by(DriveItem.updated_at.desc()).limit(1))
-    return {"counts": {str(state): count for state, count in counts.items()}, "last_error": last_error}
+    return {"counts": {str(state): count for state, count in counts.items()}, "last_error": last_error,
+            "status": drive_sync.status()}
 
 
 def summary() -> dict:

@@ -17,15 +17,16 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
-from scanning import ScanResult, scan_file
 from sqlalchemy import and_, func, or_, select
 
 import assign
+import drive_sync
 import export
 import storage
 from database import db_commit_with_retry, run_in_transaction
 from extensions import db
 from models import Batch, Photo, ProcessingLog, utcnow
+from scanning import ScanResult, scan_file
 from states import BatchStatus, PhotoRole, ScanState
 
 log = logging.getLogger("intake.processor")
@@ -208,16 +209,35 @@ class Processor:
         if self.stop_event.is_set():
             raise LeaseLost(f"stopping: batch {batch_id} is left for the next processor")
 
+    def deliver_changes(self) -> None:
+        """Between batches: export people changed by review corrections or new registrations."""
+        with self.app.app_context():
+            export.export_pending()
+
     def run_forever(self) -> None:
         poll = self.app.config["PROCESSOR_POLL_SECONDS"]
         while not self.stop_event.is_set():
             try:
                 worked = self.run_once()
+                if worked is None:
+                    self.deliver_changes()
             except Exception:
                 log.exception("processor loop error")
                 worked = None
             if worked is None:
                 self.stop_event.wait(poll)
+
+
+def run_drive_sync(app: Flask, stop_event: threading.Event) -> None:
+    """Drive delivery on its own thread: a slow venue uplink must not hold up scanning."""
+    interval = app.config["DRIVE_SYNC_SECONDS"]
+    while not stop_event.is_set():
+        try:
+            with app.app_context():
+                drive_sync.sync_pending()
+        except Exception:
+            log.exception("Drive sync round failed")
+        stop_event.wait(interval)
 
 
 _background: tuple[threading.Thread, Processor] | None = None
@@ -234,9 +254,13 @@ def _run_with_host_lock(processor: Processor) -> None:
             except BlockingIOError:
                 processor.stop_event.wait(processor.app.config["PROCESSOR_POLL_SECONDS"])
                 continue
+            syncer = threading.Thread(target=run_drive_sync, args=(processor.app, processor.stop_event),
+                                      name="intake-drive", daemon=True)
+            syncer.start()
             try:
                 processor.run_forever()
             finally:
+                syncer.join(timeout=30)
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
                 processor.close()
 
