@@ -1,13 +1,19 @@
 """Review corrections: each one, its undo, the audit trail, and re-runs that keep them."""
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
 from assign import regroup_batch
 from database import db_commit_with_retry
+from export import export_pending
 from extensions import db
 from models import AuditLog, Correction, Photo
+from photo_processor import Processor
 from states import UserRole
 from tests.factories import login, make_person, make_scanned_batch, make_user
+from tests.photogen import SMALL_SIZE, make_batch
 
 
 @pytest.fixture
@@ -121,3 +127,42 @@ def test_review_page_and_person_page(client, admin):
     person = client.get("/people/ANNA")
     assert person.status_code == 200 and b"IMG_0003.JPG" in person.data
     assert client.get("/api/people?q=ann").get_json()[0]["code"] == "ANNA"
+
+
+def ingest_day(runner, tmp_path, plan):
+    make_batch(tmp_path / "day", plan, size=SMALL_SIZE)
+    result = runner.invoke(args=["ingest", str(tmp_path / "day"), "--wait", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["batch"]
+
+
+def export_listing(app) -> dict[str, set[str]]:
+    root = Path(app.config["DATA_DIR"]) / "export"
+    return {folder.name: {f.name for f in folder.iterdir() if f.suffix.lower() == ".jpg"}
+            for folder in root.iterdir()}
+
+
+def test_export_after_correction_moves_exactly_the_changed_photos(app, client, admin, runner, tmp_path):
+    """After a correction only the re-assigned photo moves between export folders; others stay untouched."""
+    batch_id = ingest_day(runner, tmp_path, [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)])
+    root = Path(app.config["DATA_DIR"]) / "export"
+    untouched = {p: p.stat().st_mtime_ns for p in root.rglob("*.JPG") if p.name != "IMG_0003.JPG"}
+    photo_id = db.session.scalar(select(Photo.id).where(Photo.original_name == "IMG_0003.JPG"))
+    correct(client, batch_id, [photo_id], "assign", "BEN")
+    export_pending()
+    assert export_listing(app) == {"ANNA Anna": {"IMG_0002.JPG"}, "BEN Ben": {"IMG_0003.JPG", "IMG_0005.JPG"}}
+    assert {p: p.stat().st_mtime_ns for p in untouched} == untouched
+
+
+def test_rerun_actions_keep_corrections(app, client, admin, runner, tmp_path):
+    """Re-scan, re-group and re-deliver after a correction: the correction stands, nothing is duplicated."""
+    batch_id = ingest_day(runner, tmp_path, [("photo",), ("card", "ANNA"), ("photo",)])
+    lead_in = db.session.scalar(select(Photo.id).where(Photo.original_name == "IMG_0001.JPG"))
+    correct(client, batch_id, [lead_in], "assign", "BEN")
+    for action in ("rescan", "regroup", "redeliver"):
+        assert client.post(f"/batches/{batch_id}/rerun/{action}").status_code == 303
+        Processor(app).run_once()
+        Processor(app).deliver_changes()
+        assert state(lead_in) == ("photo", ["BEN"], False, False)
+        assert export_listing(app) == {"ANNA Anna": {"IMG_0003.JPG"}, "BEN Ben": {"IMG_0001.JPG"}}
+    assert client.post(f"/batches/{batch_id}/rerun/explode").status_code == 404
