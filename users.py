@@ -56,13 +56,16 @@ def check_login_rate(username: str, ip: str) -> None:
         raise TooManyAttempts("Too many failed logins. Please wait 15 minutes and try again.")
 
 
-def log_in(username: str, password: str, ip: str) -> User | None:
-    """Authenticate within the rate limit; a failure is recorded, a success clears the user's record."""
-    username = username.strip()[:80]
+def check_login(username: str, password: str, ip: str) -> User | None:
+    """Authenticate within the rate limit. Read-only: the slow password hash must not be computed
+    while holding the database's write lock."""
     check_login_rate(username, ip)
-    user = authenticate(username, password)
-    if user is None:
-        db.session.add(LoginAttempt(username=username, ip=ip[:45]))
-    else:
+    return authenticate(username, password)
+
+
+def record_login(username: str, ip: str, succeeded: bool) -> None:
+    """A failure counts towards the limit; a success clears the user's record."""
+    if succeeded:
         db.session.execute(delete(LoginAttempt).where(LoginAttempt.username == username))
-    return user
+    else:
+        db.session.add(LoginAttempt(username=username, ip=ip[:45]))

@@ -4,13 +4,13 @@ import functools
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from database import db_retry
+from database import db_commit_with_retry, run_in_transaction
 from extensions import db, login_manager
 from models import User
-from users import TooManyAttempts, log_in
+from users import TooManyAttempts, check_login, record_login
 
 bp = Blueprint("auth", __name__)
-login_manager.login_view = "auth.login"
+login_manager.login_view = "auth.login_form"
 
 
 @login_manager.user_loader
@@ -24,7 +24,7 @@ def unauthorized():
     """Pages send people to the login form; API clients get a plain 401."""
     if request.path.startswith("/api/"):
         return jsonify({"error": "login required"}), 401
-    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    return redirect(url_for("auth.login_form", next=request.full_path.rstrip("?")))
 
 
 def admin_required(view):
@@ -38,29 +38,34 @@ def admin_required(view):
     return wrapper
 
 
-@bp.route("/login", methods=["GET", "POST"])
-@db_retry
+@bp.get("/login")
+def login_form():
+    return render_template("auth/login.html")
+
+
+@bp.post("/login")
 def login():
-    if request.method == "POST":
-        try:
-            user = log_in(request.form.get("username", ""), request.form.get("password", ""),
-                          request.remote_addr or "")
-        except TooManyAttempts as error:
-            flash(str(error), "error")
-            return render_template("auth/login.html"), 429
-        if user is not None:
-            login_user(user)
-            return redirect(safe_next(request.args.get("next")))
+    """Not one retried unit: the password check runs as a read, the outcome is written after."""
+    username = request.form.get("username", "").strip()[:80]
+    ip = request.remote_addr or ""
+    try:
+        user = run_in_transaction(check_login, username, request.form.get("password", ""), ip, read_only=True)
+    except TooManyAttempts as error:
+        flash(str(error), "error")
+        return render_template("auth/login.html"), 429
+    db_commit_with_retry(record_login, username, ip, user is not None)
+    if user is None:
         flash("Wrong username or password.", "error")
         return render_template("auth/login.html"), 401
-    return render_template("auth/login.html")
+    login_user(user)
+    return redirect(safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
 @login_required
 def logout():
     logout_user()
-    return redirect(url_for("auth.login"))
+    return redirect(url_for("auth.login_form"))
 
 
 def safe_next(target: str | None) -> str:
