@@ -13,7 +13,8 @@ graceful_timeout = 30
 keepalive = 5
 # Empty INTAKE_ACCESS_LOG turns the access log off (load tests); "-" is stdout.
 accesslog = os.environ.get("INTAKE_ACCESS_LOG", "-") or None
-# Uploads are streamed to disk by the app; keep gunicorn's header limits at their defaults.
+# One shared control socket in $HOME would let two Intake instances on a machine step on each other.
+control_socket_disable = True
 
 
 def post_worker_init(worker):
