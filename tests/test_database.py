@@ -317,3 +317,14 @@ def test_health_counts_retries_in_the_last_hour(app):
                                     database.LockEvent(kind="wait", wait_ms=900)]))
     figures = lock_events_since(1.0)
     assert figures == {"retries": 1, "lock_waits": 1, "max_wait_ms": 900}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_backup_on_postgresql_uses_pg_dump(app, runner, tmp_path):
+    """On PostgreSQL, `flask backup` writes a pg_dump of the database."""
+    database.db_commit_with_retry(lambda: db.session.add(Person(code="BK1", name="Backed Up")))
+    target = tmp_path / "dump.sql"
+    result = runner.invoke(args=["backup", str(target)])
+    assert result.exit_code == 0, result.output
+    dump = target.read_text()
+    assert "CREATE TABLE public.person" in dump and "BK1" in dump
