@@ -50,9 +50,9 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def register_blueprints(app: Flask) -> None:
-    from blueprints import api, auth, dashboard, registration, review, uploads
+    from blueprints import api, auth, dashboard, people, registration, review, uploads
 
-    for module in (auth, registration, dashboard, review, api, uploads):
+    for module in (auth, registration, dashboard, review, api, uploads, people):
         app.register_blueprint(module.bp)
 
 

@@ -11,9 +11,10 @@ def card_text(code: str) -> str:
     return f"{CARD_PREFIX}{code}"
 
 
-def card_svg(code: str, scale: int = 6) -> str:
+def card_svg(code: str) -> str:
+    """A viewBox and no pixel size: the page's CSS sizes it (on screen, or in millimetres on a badge)."""
     out = io.BytesIO()
-    segno.make_qr(card_text(code), error="m").save(out, kind="svg", scale=scale, border=2, xmldecl=False)
+    segno.make_qr(card_text(code), error="m").save(out, kind="svg", border=2, xmldecl=False, omitsize=True)
     return out.getvalue().decode()
 
 

@@ -15,14 +15,13 @@ from flask import Flask, current_app
 from sqlalchemy import text
 
 import health
-from assign import requeue_batches_for_codes
 from batches import ingest_path
 from database import db_commit_with_retry, run_in_transaction
 from extensions import db
 from models import Batch
 from photo_processor import Processor
 from reports import batch_report
-from roster import RosterError, parse_roster, save_roster
+from roster import RosterError, import_roster_rows, parse_roster
 from states import BatchStatus, UserRole
 from users import create_user, has_admin
 
@@ -169,13 +168,7 @@ def import_roster(file: Path) -> None:
         raise click.ClickException(f"{file}: {error}") from None
     for line, message in result.errors:
         click.echo(f"{file}:{line}: {message}", err=True)
-
-    def save():
-        counts = save_roster(result.rows)
-        requeue_batches_for_codes({row.code for row in result.rows})
-        return counts
-
-    created, updated = db_commit_with_retry(save)
+    created, updated = db_commit_with_retry(import_roster_rows, result.rows)
     click.echo(f"{created} created, {updated} updated, {len(result.errors)} rows with errors")
 
 

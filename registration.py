@@ -11,6 +11,9 @@ from states import PersonSource
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8  # 32**8 ≈ 10**12: short enough to type, too many to guess.
 REGISTRATION_OPEN = "registration_open"
+REGISTRATION_FIELDS = "registration_fields"
+MAX_EXTRA_FIELDS = 10
+MAX_LABEL = 60
 
 
 class RegistrationClosed(Exception):
@@ -39,6 +42,32 @@ def registration_is_open() -> bool:
 
 def set_registration_open(is_open: bool) -> None:
     db.session.merge(Setting(key=REGISTRATION_OPEN, value=is_open))
+
+
+def registration_fields() -> list[str]:
+    """The labels of the extra questions the public form asks, in order."""
+    setting = db.session.get(Setting, REGISTRATION_FIELDS)
+    return list(setting.value) if setting is not None else []
+
+
+def parse_field_labels(text: str) -> list[str]:
+    """'Shirt size, diet,, Shirt  size' -> ['Shirt size', 'diet']: trimmed, blanks and repeats dropped."""
+    labels: list[str] = []
+    seen: set[str] = set()
+    for raw in text.split(","):
+        label = " ".join(raw.split())
+        if label and label.casefold() not in seen:
+            seen.add(label.casefold())
+            labels.append(label)
+    if len(labels) > MAX_EXTRA_FIELDS:
+        raise ValueError(f"At most {MAX_EXTRA_FIELDS} extra fields.")
+    if any(len(label) > MAX_LABEL for label in labels):
+        raise ValueError(f"A field label may have at most {MAX_LABEL} characters.")
+    return labels
+
+
+def set_registration_fields(labels: list[str]) -> None:
+    db.session.merge(Setting(key=REGISTRATION_FIELDS, value=labels))
 
 
 def register_person(name: str, email: str, group: str | None, consent: bool,

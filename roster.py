@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from assign import requeue_batches_for_codes
 from extensions import db
 from models import Person
 from states import PersonSource
@@ -91,6 +92,11 @@ def check_row(record: dict, line: int) -> tuple[str | None, RosterRow | None]:
     return None, RosterRow(line, code, name, email.lower() or None, values.get("group") or None, extra)
 
 
+def existing_codes() -> set[str]:
+    """Codes already in the database: a preview marks those rows as updates, not new people."""
+    return set(db.session.scalars(select(Person.code)))
+
+
 def save_roster(rows: list[RosterRow]) -> tuple[int, int]:
     """Create or update people by code (idempotent: importing twice changes nothing)."""
     existing = {p.code: p for p in db.session.scalars(select(Person).where(Person.code.in_([r.code for r in rows])))}
@@ -107,3 +113,10 @@ def save_roster(rows: list[RosterRow]) -> tuple[int, int]:
         person.name, person.email, person.group_name, person.extra = new_values
     db.session.flush()
     return created, updated
+
+
+def import_roster_rows(rows: list[RosterRow]) -> tuple[int, int]:
+    """Save the rows; batches that held these codes for review (cards shot before the import) group again."""
+    counts = save_roster(rows)
+    requeue_batches_for_codes({row.code for row in rows})
+    return counts

@@ -12,16 +12,19 @@ bp = Blueprint("registration", __name__)
 MAX_FIELD = 200
 
 
-def read_form() -> tuple[dict, list[str]]:
+def read_form(fields: list[str]) -> tuple[dict, list[str]]:
     form = {key: request.form.get(key, "").strip() for key in ("name", "email", "group")}
     form["consent"] = request.form.get("consent") == "yes"
+    # Answers are keyed by label, not position: fields changed by an admin between showing and
+    # posting the form cannot file an answer under the wrong question.
+    form["extra"] = {label: value for label in fields if (value := request.form.get(f"extra:{label}", "").strip())}
     errors = []
     if not form["name"]:
         errors.append("Please give your name.")
     if "@" not in form["email"] or len(form["email"]) > 320:
         errors.append("Please give a valid email address.")
-    if any(len(form[key]) > MAX_FIELD for key in ("name", "group")):
-        errors.append(f"Name and group may have at most {MAX_FIELD} characters.")
+    if any(len(value) > MAX_FIELD for value in (form["name"], form["group"], *form["extra"].values())):
+        errors.append(f"Name, group and other answers may have at most {MAX_FIELD} characters.")
     if not form["consent"]:
         errors.append("Please confirm your consent to being photographed.")
     return form, errors
@@ -32,13 +35,14 @@ def read_form() -> tuple[dict, list[str]]:
 def register():
     if not registration.registration_is_open():
         return render_template("registration/closed.html"), 403
+    fields = registration.registration_fields()
     if request.method == "GET":
-        return render_template("registration/form.html", form={}, errors=[])
-    form, errors = read_form()
+        return render_template("registration/form.html", form={}, fields=fields, errors=[])
+    form, errors = read_form(fields)
     if errors:
-        return render_template("registration/form.html", form=form, errors=errors), 400
+        return render_template("registration/form.html", form=form, fields=fields, errors=errors), 400
     person, created = registration.register_person(
-        form["name"], form["email"], form["group"], form["consent"])
+        form["name"], form["email"], form["group"], form["consent"], form["extra"])
     session["cards"] = [*session.get("cards", [])[-9:], person.code]
     return redirect(url_for("registration.card", code=person.code, existing=None if created else 1))
 

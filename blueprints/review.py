@@ -78,7 +78,7 @@ def rerun(batch_id: int, action: str):
     return back_to_review(batch_id), 303
 
 
-@bp.get("/people/<code>")
+@bp.get("/person/<code>")
 @login_required
 @db_retry
 def person(code: str):

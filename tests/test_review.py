@@ -124,7 +124,7 @@ def test_review_page_and_person_page(client, admin):
     batch_id, _ = make_scanned_batch([("photo",), ("card", "ANNA"), ("photo",)])
     page = client.get(f"/batches/{batch_id}/review")
     assert page.status_code == 200 and b"Needs attention" in page.data and b"ANNA" in page.data
-    person = client.get("/people/ANNA")
+    person = client.get("/person/ANNA")
     assert person.status_code == 200 and b"IMG_0003.JPG" in person.data
     assert client.get("/api/people?q=ann").get_json()[0]["code"] == "ANNA"
 

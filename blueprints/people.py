@@ -1,0 +1,171 @@
+"""People pages: the list, who has no photos yet, badge sheets, roster import, registration settings."""
+import base64
+import binascii
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+from markupsafe import Markup
+from werkzeug.exceptions import RequestEntityTooLarge
+
+import people
+import registration
+import roster
+from blueprints.auth import admin_required
+from cards import card_svg
+from database import db_retry, run_in_transaction
+
+bp = Blueprint("people", __name__)
+
+DEFAULT_ROSTER_MAX_BYTES = 5 * 1024 * 1024
+PREVIEW_ROWS = 500
+PAPERS = ("a4", "letter")
+IMPORT_POSTS = {"people.import_preview", "people.import_confirm"}
+
+
+def roster_max_bytes() -> int:
+    return current_app.config.get("ROSTER_MAX_BYTES", DEFAULT_ROSTER_MAX_BYTES)
+
+
+def roster_max_mb() -> str:
+    return f"{roster_max_bytes() / 1024**2:g}"
+
+
+@bp.url_value_preprocessor
+def size_import_requests(endpoint: str | None, _values) -> None:
+    """Body limits for the import posts. Set here because this runs before CSRFProtect's before_request
+    reads the form: an oversized file is refused before it is spooled, and the confirm's one big field
+    (the file, base64: 4/3 of its size) passes Werkzeug's 500 kB default for form fields."""
+    if endpoint in IMPORT_POSTS:
+        limit = roster_max_bytes() * 4 // 3 + 64 * 1024
+        request.max_content_length = limit
+        request.max_form_memory_size = limit
+
+
+def import_error(message: str, status: int):
+    return render_template("people/import.html", error=message, max_mb=roster_max_mb()), status
+
+
+def too_large():
+    return import_error(f"The file is larger than {roster_max_mb()} MB: split it into "
+                        "several files and import them one after the other.", 413)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def request_too_large(_error):
+    return too_large()
+
+
+def selected_group() -> str:
+    return request.args.get("group", "").strip()
+
+
+@bp.get("/people")
+@login_required
+@db_retry
+def index():
+    search = request.args.get("q", "").strip()
+    page = people.search_people(search, selected_group(), request.args.get("page", 1, type=int))
+    return render_template("people/index.html", page=page, search=search, group=selected_group(),
+                           groups=people.group_names())
+
+
+@bp.get("/people/missing")
+@login_required
+@db_retry
+def missing():
+    return render_template("people/missing.html", people=people.missing_people(selected_group()),
+                           group=selected_group(), groups=people.group_names())
+
+
+def qr_markup(code: str) -> Markup:
+    return Markup(card_svg(code))
+
+
+@bp.get("/people/badges")
+@login_required
+@db_retry
+def badges():
+    paper = request.args.get("paper", PAPERS[0])
+    return render_template("people/badges.html", sheets=people.badge_sheets(people.people_in(selected_group())),
+                           group=selected_group(), groups=people.group_names(),
+                           paper=paper if paper in PAPERS else PAPERS[0], papers=PAPERS, qr=qr_markup)
+
+
+@bp.get("/people/import")
+@admin_required
+def import_form():
+    return render_template("people/import.html", error=None, max_mb=roster_max_mb())
+
+
+@bp.post("/people/import")
+@admin_required
+def import_preview():
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        return import_error("Choose a CSV file to import.", 400)
+    data = upload.stream.read(roster_max_bytes() + 1)
+    if len(data) > roster_max_bytes():
+        return too_large()
+    try:
+        result = roster.parse_roster(data)
+    except roster.RosterError as error:
+        return import_error(f"This file cannot be imported: {error}.", 400)
+    # Only reads: a deferred read, though the request is a POST (which @db_retry runs as a writer).
+    known = run_in_transaction(roster.existing_codes, read_only=True)
+    return render_template("people/import_preview.html", filename=upload.filename, result=result, known=known,
+                           shown=PREVIEW_ROWS, payload=base64.urlsafe_b64encode(data).decode("ascii"))
+
+
+@bp.post("/people/import/confirm")
+@admin_required
+@db_retry
+def import_confirm():
+    # The posted file is as untrusted as a fresh upload: decoded, size-checked and parsed again.
+    try:
+        data = base64.urlsafe_b64decode(request.form.get("payload", ""))
+    except (binascii.Error, ValueError):
+        return import_error("The confirmation did not carry a readable file: upload it again.", 400)
+    if len(data) > roster_max_bytes():
+        return too_large()
+    try:
+        result = roster.parse_roster(data)
+    except roster.RosterError as error:
+        return import_error(f"This file cannot be imported: {error}.", 400)
+    created, updated = roster.import_roster_rows(result.rows)
+    flash(f"Roster imported: {created} created, {updated} updated, "
+          f"{len(result.errors)} rows with errors left out.")
+    return redirect(url_for("people.index")), 303
+
+
+@bp.get("/admin/settings")
+@admin_required
+@db_retry
+def settings():
+    return render_template("admin/settings.html", is_open=registration.registration_is_open(),
+                           fields=registration.registration_fields(), max_fields=registration.MAX_EXTRA_FIELDS)
+
+
+@bp.post("/admin/settings/registration")
+@admin_required
+@db_retry
+def set_registration():
+    # An explicit state, not a toggle: a double-submitted form leaves it as the admin chose.
+    is_open = request.form.get("open") == "1"
+    registration.set_registration_open(is_open)
+    flash("Registration is open." if is_open else "Registration is closed.")
+    return redirect(url_for("people.settings")), 303
+
+
+@bp.post("/admin/settings/fields")
+@admin_required
+@db_retry
+def set_fields():
+    try:
+        labels = registration.parse_field_labels(request.form.get("fields", ""))
+    except ValueError as error:
+        flash(str(error), "error")
+        return redirect(url_for("people.settings")), 303
+    registration.set_registration_fields(labels)
+    flash(f"The registration form asks for: {', '.join(labels)}." if labels
+          else "The registration form asks for no extra fields.")
+    return redirect(url_for("people.settings")), 303
