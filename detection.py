@@ -61,7 +61,7 @@ def decode_qr_texts(source: Image.Image | bytes | str | os.PathLike,
     coarse = _reduced(gray)
     if coarse is not gray:
         full_image = lambda: gray  # noqa: E731 - the full resolution is already in memory
-    texts, evidence = _read_zxing(coarse)
+    texts, evidence = _read_zxing(coarse, try_invert=False)
     if not texts and full_image is None and _is_small(coarse):
         texts = _read_closer(coarse)
     if evidence:
@@ -88,10 +88,13 @@ def _is_small(gray: Image.Image) -> bool:
     return gray.width * gray.height <= SMALL_PIXELS
 
 
-def _read_zxing(gray: Image.Image) -> tuple[list[str], list[Box]]:
-    """Texts zxing-cpp reads, and the boxes of symbols it found but could not read."""
+def _read_zxing(gray: Image.Image, try_invert: bool = True) -> tuple[list[str], list[Box]]:
+    """Texts zxing-cpp reads, and the boxes of symbols it found but could not read.
+
+    The coarse pass skips light-on-dark symbols (saves 25% of its time): cards are printed dark on light.
+    """
     texts, unread = [], []
-    for barcode in zxingcpp.read_barcodes(gray, formats=SCAN_FORMATS, return_errors=True):
+    for barcode in zxingcpp.read_barcodes(gray, formats=SCAN_FORMATS, return_errors=True, try_invert=try_invert):
         if not barcode.valid:
             unread.append(_box(barcode.position))
         elif barcode.format not in _MICRO_FORMATS:

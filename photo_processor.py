@@ -26,7 +26,7 @@ import storage
 from database import db_commit_with_retry, run_in_transaction
 from extensions import db
 from models import Batch, Photo, ProcessingLog, utcnow
-from scanning import ScanResult, scan_file
+from scanning import ScanResult, prepare_worker, scan_file
 from states import BatchStatus, PhotoRole, ScanState
 
 log = logging.getLogger("intake.processor")
@@ -152,7 +152,8 @@ class Processor:
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn: forking a threaded gunicorn worker can copy held locks into the child.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=prepare_worker)
         return self._pool
 
     def close(self) -> None:

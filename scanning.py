@@ -7,6 +7,7 @@ Bad input never raises: it gives ok=False and a reason a person can act on.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import multiprocessing
@@ -32,6 +33,7 @@ THUMB_LONG_SIDE = 400
 THUMB_QUALITY = 85
 
 _EXIF_IFD = 0x8769
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 _ORIENTATION, _MAKE, _MODEL, _DATETIME = 0x0112, 0x010F, 0x0110, 0x0132
 _BODY_SERIAL, _DNG_CAMERA_SERIAL = 0xA431, 0xC62F
 # (date tag, sub-second tag) in order of preference: when the shutter fired, when digitised, file time.
@@ -82,12 +84,18 @@ class BadImage(Exception):
 
 
 def scan_file(path: str | os.PathLike, thumb_path: str | os.PathLike | None = None) -> ScanResult:
-    """Scan one file; with `thumb_path`, also write a ~400 px upright JPEG thumbnail there (atomically)."""
+    """Scan one file; with `thumb_path`, also write a ~400 px upright JPEG thumbnail there (atomically).
+
+    A bad file gives ok=False and the reason; failing to write the thumbnail (disk full) raises: that is not
+    the photo's fault and must not mark it rejected.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as error:
         return ScanResult(sha256=None, size=0, ok=False, error=f"unreadable: {error.strerror or error}")
     digest = hashlib.sha256(data).hexdigest()
+    if not data:
+        return ScanResult(sha256=digest, size=0, ok=False, error="empty file")
     try:
         fields_, thumbnail = _decode(data, want_thumbnail=thumb_path is not None)
     except BadImage as error:
@@ -154,12 +162,12 @@ def _exif_fields(exif: Image.Exif) -> dict:
 
 
 def _text(value: object) -> str | None:
-    """An EXIF ASCII value without the NUL padding and spaces cameras leave; None if empty."""
+    """An EXIF ASCII value up to its NUL terminator (what follows is padding or junk), trimmed; None if empty."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
-    return value.strip("\x00 \t\r\n") or None
+    return value.split("\x00", 1)[0].strip() or None
 
 
 def _captured_at(exif: Image.Exif, sub: dict) -> datetime | None:
@@ -190,7 +198,8 @@ def _thumbnail(image: Image.Image, orientation: int | None) -> Image.Image:
     scale = THUMB_LONG_SIDE / max(image.size)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    thumb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    # reducing_gap=1: box-reduce to near the size first (what a 400 px preview needs), 40% faster than 2.0
+    thumb = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0)
     return thumb.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else thumb
 
 
@@ -221,7 +230,8 @@ def scan_files(paths: Iterable[str | os.PathLike], workers: int = 2,
         for path, thumb in jobs:
             yield path, scan_file(path, thumb)
         return
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=prepare_worker)
     try:
         pending = {executor.submit(scan_file, path, thumb): path for path, thumb in jobs}
         while pending:
@@ -231,3 +241,15 @@ def scan_files(paths: Iterable[str | os.PathLike], workers: int = 2,
     finally:
         # a consumer that stops early must not wait for the rest of the batch
         executor.shutdown(wait=True, cancel_futures=True)
+
+
+def prepare_worker() -> None:
+    """Process-pool initializer for scan workers: let glibc reuse freed decode buffers, not unmap them.
+
+    A scan allocates ~50 MB in 6-18 MB pieces; by default glibc maps and unmaps each one, and re-faulting
+    those pages cost ~28 ms of system time per 24 MP photo, a quarter of the scan (measured, bench/README.md).
+    """
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc only; elsewhere keep the defaults
+    if mallopt:
+        mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum: buffers below this come from the heap
+        mallopt(_M_TRIM_THRESHOLD, 256 * 2**20)  # and the heap keeps up to this much free memory
