@@ -72,6 +72,9 @@ class Config:
         self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
         self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
         self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
+        self.MAX_ZIP_UPLOAD_BYTES = env_int("INTAKE_MAX_ZIP_MB", 16384) * 1024 * 1024
+        # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).
+        self.UPLOAD_IDLE_SECONDS = env_int("INTAKE_UPLOAD_IDLE_SECONDS", 60)
         # Drive delivery; an empty root folder id turns it off (the local export still works).
         self.DRIVE_ROOT_FOLDER_ID = env_str("DRIVE_ROOT_FOLDER_ID", "")
         self.DRIVE_CREDENTIALS_FILE = env_str("DRIVE_CREDENTIALS_FILE", "")

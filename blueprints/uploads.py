@@ -26,10 +26,34 @@ NAME_HEADER = "X-File-Name"
 DEFAULT_MAX_ZIP_BYTES = 16 * 1024**3
 # One `present` request covers at most this many files; the page asks in slices.
 MAX_PRESENT_ENTRIES = 5000
+# A minute without one byte of the body: the client is gone. UPLOAD_IDLE_SECONDS in the config overrides it.
+DEFAULT_UPLOAD_IDLE_SECONDS = 60
 
 
 def json_error(status: int, error: str, message: str, **extra):
     return jsonify({"error": error, "message": message, **extra}), status
+
+
+def give_up_on_silent_clients() -> None:
+    """A client that stops sending mid-file (Wi-Fi gone without a goodbye) must not hold a server thread
+    forever: gunicorn's threaded worker reads request bodies without a timeout."""
+    client = request.environ.get("gunicorn.socket")
+    if client is not None:
+        client.settimeout(current_app.config.get("UPLOAD_IDLE_SECONDS", DEFAULT_UPLOAD_IDLE_SECONDS))
+
+
+def discard_body() -> None:
+    """Read and drop the body of a request we refuse, so that the browser sees the answer.
+
+    Answering and closing while the client still sends makes it see a connection reset instead, which it
+    retries (gunicorn reads at most 64 KB of an unread body, then closes). A body over the photo limit is
+    not read: that one is answered at once.
+    """
+    length = request.content_length
+    if length is not None and length <= current_app.config["MAX_UPLOAD_BYTES"]:
+        give_up_on_silent_clients()
+        while request.stream.read(storage.CHUNK):
+            pass
 
 
 def api_login_required(view):
@@ -38,6 +62,7 @@ def api_login_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if not current_user.is_authenticated:
+            discard_body()
             return json_error(401, "login", "Your login has expired: log in again, then retry.")
         return view(*args, **kwargs)
 
@@ -47,8 +72,18 @@ def api_login_required(view):
 @bp.errorhandler(CSRFError)
 def csrf_refused(error: CSRFError):
     if request.path.startswith("/api/"):
+        discard_body()
         return json_error(400, "csrf", f"{error.description} Reload the page; finished files are kept.")
     return render_template("error.html", title="Form expired", message=error.description), 400
+
+
+@bp.errorhandler(storage.StorageFull)
+def disk_full(error: storage.StorageFull):
+    """Not the file's fault: the page keeps it and tries again later; the dashboard shows the batch's error."""
+    batch_id = (request.view_args or {}).get("batch_id")
+    if batch_id is not None:
+        db_commit_with_retry(batches.note_batch_problem, batch_id, error.strerror)
+    return json_error(507, "disk-full", error.strerror)
 
 
 def max_zip_bytes() -> int:
@@ -149,10 +184,13 @@ def receive(batch_id: int):
     Not one retried unit: the body can be read only once. receive_file streams it to disk, then commits
     through its own retried units.
     """
+    give_up_on_silent_clients()
     name = unquote(request.headers.get(NAME_HEADER, "")).strip()
     if not name:
+        discard_body()
         return json_error(400, "no-name", f"The {NAME_HEADER} header (the file's relative path) is missing.")
     if problem := open_batch_problem(batch_id):
+        discard_body()
         return problem
     is_zip = name.lower().endswith(".zip")
     limit = max_zip_bytes() if is_zip else current_app.config["MAX_UPLOAD_BYTES"]
@@ -165,6 +203,7 @@ def receive(batch_id: int):
         return receive_zip(batch_id, name, limit)
     kept_before = run_in_transaction(kept_photo, batch_id, name, read_only=True)
     photo = batches.receive_file(batch_id, name, request.stream)
+    discard_body()  # what an unsafe name left unread
     return run_in_transaction(photo_response, photo, kept_before, read_only=True)
 
 
@@ -188,7 +227,7 @@ def receive_zip(batch_id: int, name: str, limit: int):
     """Store the zip in the incoming folder, expand it through the same path as single files, delete it."""
     try:
         temp, _, _ = storage.receive_stream(request.stream, limit)
-    except (storage.TooLarge, OSError) as error:
+    except storage.TooLarge as error:
         db_commit_with_retry(batches.reject_file, batch_id, name, str(error))
         return json_error(422, "refused", str(error), name=name)
     try:

@@ -50,10 +50,11 @@
   const fingerprints = new Map() // file id -> Promise of its SHA-256 (hex), started as soon as it is added
   const refusals = new Map() // file id -> the server's reason
   const counts = { sent: 0, alreadyThere: 0, refused: 0 }
-  let hashing = Promise.resolve()
+  let hashing = Promise.resolve() // one file read and hashed at a time: two did not go faster
   let retryRound = 0
   let retryTimer = null
   let retryAt = 0
+  let stopped = false // a refusal that holds for every file: no point in retrying until someone acts
 
   const relativeName = (file) => (file.meta.relativePath || file.name).replace(/^\/+/, '')
   const megabytes = (bytes) => Math.floor(bytes / 1048576)
@@ -99,6 +100,7 @@
       fileManagerSelectionType: 'both',
       disableThumbnailGenerator: true, // hundreds of 12 MB JPEGs: thumbnails would eat memory and time
       hidePauseResumeButton: true,
+      disableInformer: true, // one "failed" bubble per file during a network drop; the summary says it once
       proudlyDisplayPoweredByUppy: false,
       note: `Photos up to ${megabytes(maxBytes)} MB each, or a .zip of a card`,
     })
@@ -134,7 +136,8 @@
     }
     const present = await askWhichArePresent(entries)
     for (const entry of entries) {
-      if (present.has(`${entry.name}\n${entry.sha256}`)) markAlreadyThere(uppy.getFile(entry.id))
+      const file = uppy.getFile(entry.id) // gone if removed from the list meanwhile
+      if (file && present.has(`${entry.name}\n${entry.sha256}`)) markAlreadyThere(file)
     }
     render()
   })
@@ -180,10 +183,6 @@
     })
   }
 
-  function statusOf(error, xhr) {
-    return (xhr ?? error?.request)?.status ?? 0
-  }
-
   function serverMessage(xhr, fallback) {
     try {
       return JSON.parse(xhr.responseText).message || fallback
@@ -193,18 +192,24 @@
   }
 
   uppy.on('upload-success', (file, response) => {
+    const stored = document.getElementById('batch-stored')
     if (response.body?.already_present) counts.alreadyThere += 1
     else counts.sent += 1
+    if (response.body?.zip) stored.textContent = response.body.stored
+    else if (!response.body?.already_present) stored.textContent = Number(stored.textContent) + 1
     render()
   })
 
   uppy.on('upload-error', (file, error, xhr) => {
-    const status = statusOf(error, xhr)
     const request = xhr ?? error?.request
+    const status = request?.status ?? 0
     if (FILE_REFUSED.has(status)) {
       refusals.set(file.id, serverMessage(request, `refused (${status})`))
+    } else if (status >= 500) {
+      showProblem(`${serverMessage(request, `The server answered ${status}.`)} Trying again.`)
     } else if (!isTransient(status)) {
       // Logged out, form expired, batch closed: every file would fail alike until someone acts.
+      stopped = true
       showProblem(`${serverMessage(request, `The server answered ${status}.`)} Files already sent are kept.`)
     }
   })
@@ -218,9 +223,9 @@
       }
     }
     refusals.clear()
-    const waiting = uppy.getFiles().filter((file) => file.error)
-    if (waiting.some((file) => isTransient(statusOf(file.error)))) scheduleRetry()
-    else if (waiting.length === 0) retryRound = 0
+    const waiting = uppy.getFiles().filter((file) => file.error).length
+    if (waiting && !stopped) scheduleRetry()
+    else if (!waiting) retryRound = 0
     render()
   })
 
@@ -235,11 +240,13 @@
   function retryNow() {
     clearTimeout(retryTimer)
     retryTimer = null
-    if (uppy.getFiles().some((file) => file.error)) {
-      showProblem('')
-      uppy.retryAll()
-    }
+    if (!stopped && uppy.getFiles().some((file) => file.error)) uppy.retryAll()
   }
+
+  uppy.on('retry-all', () => { // ours, or the Retry button after the user fixed what stopped us
+    stopped = false
+    showProblem('')
+  })
 
   window.addEventListener('online', retryNow)
 
@@ -252,7 +259,7 @@
     if (counts.refused) text += ` ${counts.refused} not uploaded (listed below).`
     if (retryTimer) {
       const seconds = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000))
-      text += ` Network trouble: ${waiting} waiting, trying again in ${seconds} s.`
+      text += ` Upload interrupted: ${waiting} waiting, trying again in ${seconds} s.`
     }
     summary.textContent = text
     Object.assign(summary.dataset, { total: files.length, done, waiting, ...counts })
