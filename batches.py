@@ -1,5 +1,6 @@
 """Batches: receiving photos (from the browser or a folder/zip on disk) and queueing them for the processor."""
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,14 @@ from states import BatchStatus, PhotoRole, ScanState
 # A zip entry expanding this many times over its compressed size is a zip bomb, not photos
 # (JPEGs barely compress).
 MAX_ZIP_RATIO = 200
-REFUSED = (storage.UnsafeName, storage.TooLarge, zipfile.BadZipFile, OSError)
+# What makes one file unusable; the batch goes on. A full disk is not among them: it stops the batch.
+REFUSED = (storage.UnsafeName, storage.TooLarge, zipfile.BadZipFile)
+# zipfile raises these for entries it cannot read (encrypted, Deflate64, a corrupt stream).
+UNREADABLE_ENTRY = (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError)
 
 
-def create_batch(label: str, source: str = "web", user_id: int | None = None) -> Batch:
-    batch = Batch(label=label.strip()[:200], source=source, created_by_id=user_id)
+def create_batch(label: str, source: str = "web", user_id: int | None = None, source_path: str | None = None) -> Batch:
+    batch = Batch(label=label.strip()[:200], source=source, created_by_id=user_id, source_path=source_path)
     db.session.add(batch)
     db.session.flush()
     return batch
@@ -74,6 +78,10 @@ def receive_file(batch_id: int, original_name: str, chunks) -> Photo:
         storage.keep_original(temp, content_hash, storage.extension_of(name))
     except REFUSED as error:
         return db_commit_with_retry(reject_file, batch_id, original_name, str(error))
+    except storage.StorageFull:
+        raise
+    except UNREADABLE_ENTRY + (OSError,) as error:
+        return db_commit_with_retry(reject_file, batch_id, original_name, f"unreadable: {error}")
     return db_commit_with_retry(add_photo, batch_id, name, content_hash, size)
 
 
@@ -89,6 +97,8 @@ def queue_batch(batch_id: int) -> Batch:
 def reopen_batch(batch_id: int) -> Batch:
     """More files are coming for this batch (a resumed upload)."""
     batch = db.session.get(Batch, batch_id)
+    if batch is None:
+        raise ValueError(f"there is no batch {batch_id}")
     if batch.status != BatchStatus.UPLOADING:
         batch.move_to(BatchStatus.UPLOADING)
     return batch
@@ -121,24 +131,62 @@ def ingest_folder(batch_id: int, root: Path) -> None:
 def ingest_zip(batch_id: int, archive: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
-            if info.is_dir() or is_hidden(info.filename.split("/")):
+            if info.is_dir() or is_hidden(info.filename.replace("\\", "/").split("/")):
                 continue
             if info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO:
                 db_commit_with_retry(reject_file, batch_id, info.filename,
                                      "compression ratio too high: refused as a zip bomb")
                 continue
-            with zf.open(info) as entry:
+            try:
+                entry = zf.open(info)
+            except UNREADABLE_ENTRY as error:
+                db_commit_with_retry(reject_file, batch_id, info.filename, f"unreadable zip entry: {error}")
+                continue
+            with entry:
                 receive_file(batch_id, info.filename, entry)
 
 
-def ingest_path(path: Path, label: str | None = None) -> int:
-    """Create a batch from a folder (recursively) or a zip, exactly as a web upload would, and queue it."""
+def unfinished_ingest(source_path: str) -> int | None:
+    """The batch an earlier ingest of this path left before it was ever processed."""
+    return db.session.scalar(
+        select(Batch.id).where(Batch.source_path == source_path, Batch.started_at.is_(None),
+                               Batch.status.in_([BatchStatus.UPLOADING, BatchStatus.FAILED]))
+        .order_by(Batch.id.desc()).limit(1))
+
+
+def note_batch_problem(batch_id: int, problem: str) -> None:
+    """Show a problem on the batch (and the dashboard) without changing its state."""
+    db.session.get(Batch, batch_id).error = problem
+
+
+def fail_batch_upload(batch_id: int, reason: str) -> None:
+    batch = db.session.get(Batch, batch_id)
+    batch.move_to(BatchStatus.FAILED, f"({reason})")
+    batch.error = reason
+
+
+def ingest_path(path: Path, label: str | None = None, batch_id: int | None = None) -> int:
+    """Create a batch from a folder (recursively) or a zip, exactly as a web upload would, and queue it.
+
+    With batch_id, files go into that batch again (a resumed ingest): files already there are kept once.
+    Without it, an unfinished ingest of the same path (stopped by a full disk, say) is resumed.
+    """
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     is_zip = path.is_file() and zipfile.is_zipfile(path)
     if not path.is_dir() and not is_zip:
         raise ValueError(f"{path} is neither a folder nor a zip file")
-    batch_id = db_commit_with_retry(lambda: create_batch(label or path.name, source="cli").id)
-    (ingest_zip if is_zip else ingest_folder)(batch_id, path)
+    source_path = str(path.resolve())
+    batch_id = batch_id or db_commit_with_retry(unfinished_ingest, source_path)
+    if batch_id is None:
+        batch_id = db_commit_with_retry(lambda: create_batch(label or path.name, "cli", source_path=source_path).id)
+    else:
+        db_commit_with_retry(reopen_batch, batch_id)
+    try:
+        (ingest_zip if is_zip else ingest_folder)(batch_id, path)
+    except storage.StorageFull as error:
+        reason = f"{error.strerror} (run the same ingest again to resume)"
+        db_commit_with_retry(fail_batch_upload, batch_id, reason)
+        raise
     db_commit_with_retry(queue_batch, batch_id)
     return batch_id

@@ -22,7 +22,8 @@ from models import Batch
 from photo_processor import Processor
 from reports import batch_report
 from roster import RosterError, import_roster_rows, parse_roster
-from states import BatchStatus, UserRole
+from states import BatchStatus, InvalidTransition, UserRole
+from storage import StorageFull
 from users import create_user, has_admin
 
 
@@ -215,11 +216,15 @@ def wait_for(batch_id: int) -> str:
 @click.option("--wait", "wait_", is_flag=True, help="Process the batch to the end before returning.")
 @click.option("--json", "as_json", is_flag=True, help="Print the batch report as JSON on stdout.")
 @click.option("--label", default=None, help="Batch label (default: the folder or zip name).")
-def ingest(path: Path, wait_: bool, as_json: bool, label: str | None) -> None:
+@click.option("--batch", "batch_id", type=int, default=None, help="Add to this batch (resume an ingest).")
+def ingest(path: Path, wait_: bool, as_json: bool, label: str | None, batch_id: int | None) -> None:
     """Create a batch from a folder (recursively) or a zip of photos, as a web upload would."""
     try:
-        batch_id = ingest_path(path, label)
-    except (ValueError, OSError) as error:
+        batch_id = ingest_path(path, label, batch_id)
+    except StorageFull as error:
+        click.echo(f"batch failed: {error.strerror}", err=True)
+        raise click.exceptions.Exit(1) from None
+    except (ValueError, OSError, InvalidTransition) as error:
         raise click.ClickException(str(error)) from None
     status = wait_for(batch_id) if wait_ else BatchStatus.QUEUED
     print_report(batch_id, as_json)

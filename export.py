@@ -51,11 +51,15 @@ def export_names(photos: list[Photo]) -> dict[str, Photo]:
     """File name in the folder -> photo. The first photo (by id) with a base name keeps it plain;
     later ones get a short hash, so names stay stable as photos are added."""
     names: dict[str, Photo] = {}
+    # Case-insensitive, as exports land on Windows too; the manifests' names are never a photo's.
+    taken = {MANIFEST_CSV, MANIFEST_JSON}
     for photo in sorted(photos, key=lambda p: p.id):
-        name = PurePosixPath(photo.original_name).name
-        if name.lower() in {n.lower() for n in names}:  # case-insensitive: exports land on Windows too
+        # No dot-names: they would hide the photo and could meet our own temp files.
+        name = PurePosixPath(photo.original_name).name.lstrip(".") or "photo"
+        if name.lower() in taken:
             stem, suffix = os.path.splitext(name)
             name = f"{stem}-{photo.content_hash[:8]}{suffix}"
+        taken.add(name.lower())
         names[name] = photo
     return names
 

@@ -1,4 +1,5 @@
 """The data model of the whole product. The schema changes only through migrations."""
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,10 +71,18 @@ class User(UserMixin, db.Model):
     role: Mapped[UserRole] = enum_column(UserRole, default=UserRole.STAFF)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Part of the login cookie: changing it (logout, new password) kills every copy of the cookie.
+    session_token: Mapped[str] = mapped_column(sa.String(64), default=lambda: secrets.token_hex(16))
 
     @property
     def is_admin(self) -> bool:
         return self.role == UserRole.ADMIN
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_token}"
+
+    def new_session_token(self) -> None:
+        self.session_token = secrets.token_hex(16)
 
 
 class LoginAttempt(db.Model):
@@ -90,6 +99,8 @@ class Batch(db.Model):
     label: Mapped[str] = mapped_column(sa.String(200), default="")
     status: Mapped[BatchStatus] = enum_column(BatchStatus, default=BatchStatus.UPLOADING, index=True)
     source: Mapped[str] = mapped_column(sa.String(20), default="web")
+    # For `flask ingest`: the folder or zip, so running the same command again resumes this batch.
+    source_path: Mapped[str | None] = mapped_column(sa.String(1024), index=True)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None]
@@ -137,7 +148,8 @@ class Photo(db.Model):
     height: Mapped[int | None]
     qr_texts: Mapped[list] = mapped_column(sa.JSON, default=list)
     role: Mapped[PhotoRole | None] = enum_column(PhotoRole)
-    group_key: Mapped[str | None] = mapped_column(sa.String(200))
+    # Text: a frame with several long unknown codes has a long key ("A+B+..."), up to 64 chars each.
+    group_key: Mapped[str | None] = mapped_column(sa.Text)
     needs_review: Mapped[bool] = mapped_column(default=False)
     review_reason: Mapped[str | None] = mapped_column(sa.Text)
     excluded: Mapped[bool] = mapped_column(default=False)

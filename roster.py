@@ -14,6 +14,7 @@ from states import PersonSource
 REQUIRED = ("code", "name")
 KNOWN = ("code", "name", "email", "group")
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 MAX_ROWS = 100_000
 
 
@@ -51,14 +52,24 @@ def parse_roster(data: bytes) -> RosterResult:
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+    try:
+        header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as error:
+        raise RosterError(f"the header line cannot be read: {error}") from None
     missing = [column for column in REQUIRED if column not in header]
     if missing:
         raise RosterError(f"the header must name the columns code,name,email,group (missing: {', '.join(missing)})")
     reader.fieldnames = header
     result = RosterResult()
     seen: dict[str, int] = {}
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:  # e.g. a field over the csv module's size limit: skip the row
+            result.errors.append((reader.line_num, f"unreadable row: {error}"))
+            continue
         line = reader.line_num
         if len(result.rows) + len(result.errors) >= MAX_ROWS:
             raise RosterError(f"more than {MAX_ROWS} rows; split the file")
@@ -77,6 +88,8 @@ def check_row(record: dict, line: int) -> tuple[str | None, RosterRow | None]:
     if None in record:
         return "more fields than the header has columns", None
     values = {key: (value or "").strip() for key, value in record.items() if key}
+    if any(CONTROL.search(value) for value in values.values()):
+        return "contains control characters (NUL, escape codes); fix the cell", None
     code, name, email = values.get("code", ""), values.get("name", ""), values.get("email", "")
     if not code:
         return "code is empty", None

@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import re
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -28,6 +30,7 @@ from PIL import Image, UnidentifiedImageError
 from detection import decode_qr_texts, draft_for_detection
 
 # Every camera up to 150 MP fits; it stays under Pillow's own hard limit (2 x MAX_IMAGE_PIXELS, ~179 MP).
+EXIF_TEXT_MAX = 100
 MAX_PIXELS = 160_000_000
 THUMB_LONG_SIDE = 400
 THUMB_QUALITY = 85
@@ -167,7 +170,9 @@ def _text(value: object) -> str | None:
         value = value.decode("utf-8", "replace")
     if not isinstance(value, str):
         return None
-    return value.split("\x00", 1)[0].strip() or None
+    # Bounded and printable: camera fields are stored in 100-character columns and shown in pages.
+    text = "".join(ch for ch in value.split("\x00", 1)[0] if ch.isprintable())
+    return text.strip()[:EXIF_TEXT_MAX] or None
 
 
 def _captured_at(exif: Image.Exif, sub: dict) -> datetime | None:
@@ -249,7 +254,20 @@ def prepare_worker() -> None:
     A scan allocates ~50 MB in 6-18 MB pieces; by default glibc maps and unmaps each one, and re-faulting
     those pages cost ~28 ms of system time per 24 MP photo, a quarter of the scan (measured, bench/README.md).
     """
+    _exit_with_parent()
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None)  # glibc only; elsewhere keep the defaults
     if mallopt:
         mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)  # glibc's maximum: buffers below this come from the heap
         mallopt(_M_TRIM_THRESHOLD, 256 * 2**20)  # and the heap keeps up to this much free memory
+
+
+def _exit_with_parent() -> None:
+    """A worker whose parent was killed (kill -9 of a gunicorn worker) must not live on as an orphan."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

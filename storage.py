@@ -1,5 +1,6 @@
 """Where files live under the data directory. Originals are stored by content hash; no client
 ever names a path on our disk."""
+import errno
 import hashlib
 import os
 import re
@@ -12,7 +13,8 @@ from flask import current_app
 
 CHUNK = 1024 * 1024
 ALLOWED_EXTENSIONS = {".jpg", ".jpeg", ".png", ".heic", ".heif", ".tif", ".tiff", ".webp"}
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_NAME = 1024
 
 
 class UnsafeName(ValueError):
@@ -21,6 +23,13 @@ class UnsafeName(ValueError):
 
 class TooLarge(ValueError):
     pass
+
+
+class StorageFull(OSError):
+    """The data disk is full: not the file's fault, so never recorded as a rejected photo."""
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 def data_dir() -> Path:
@@ -58,12 +67,15 @@ def clean_relative_name(name: str) -> str:
         raise UnsafeName(f"unsafe file name {name!r}: contains '..'")
     if not parts:
         raise UnsafeName(f"unsafe file name {name!r}")
-    return "/".join(parts)
+    cleaned = "/".join(parts)
+    if len(cleaned) > MAX_NAME:
+        raise UnsafeName(f"file name longer than {MAX_NAME} characters")
+    return cleaned
 
 
 def display_name(name: str) -> str:
     """A refused name, shown as given but without control characters; never used as a path."""
-    return _CONTROL.sub("", name)[:1024] or "(no name)"
+    return _CONTROL.sub("", name)[:MAX_NAME] or "(no name)"
 
 
 def extension_of(name: str) -> str:
@@ -93,6 +105,11 @@ def receive_stream(chunks: Iterable[bytes] | BinaryIO, max_bytes: int) -> tuple[
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        if error.errno in DISK_FULL:
+            raise StorageFull(error.errno, "the data disk is full: free space, then resume") from error
+        raise
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -105,6 +122,12 @@ def keep_original(temp: Path, content_hash: str, extension: str) -> Path:
     if final.exists():
         temp.unlink(missing_ok=True)
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        if error.errno in DISK_FULL:
+            raise StorageFull(error.errno, "the data disk is full: free space, then resume") from error
+        raise
     os.replace(temp, final)
     return final

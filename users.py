@@ -27,6 +27,7 @@ def create_user(username: str, password: str, role: UserRole) -> User:
         user = User(username=username)
         db.session.add(user)
     user.password_hash = generate_password_hash(password, method="scrypt")
+    user.new_session_token()  # a new password logs out every existing session
     user.role = role
     db.session.flush()
     return user

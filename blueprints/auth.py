@@ -1,10 +1,12 @@
 """Staff login and logout; the guards other blueprints use."""
 import functools
+import secrets
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from database import db_commit_with_retry, run_in_transaction
+from database import db_commit_with_retry, db_retry, run_in_transaction
 from extensions import db, login_manager
 from models import User
 from users import TooManyAttempts, check_login, record_login
@@ -15,8 +17,14 @@ login_manager.login_view = "auth.login_form"
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    user = db.session.get(User, int(user_id))
-    return user if user is not None and user.active else None
+    """The cookie names the user and their current session token; an old token is logged out."""
+    number, _, token = user_id.partition(":")
+    if not number.isdigit() or not token:
+        return None
+    user = db.session.get(User, int(number))
+    if user is None or not user.active or not secrets.compare_digest(user.session_token, token):
+        return None
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -63,13 +71,18 @@ def login():
 
 @bp.post("/logout")
 @login_required
+@db_retry
 def logout():
+    """Ends this session and every copy of its cookie."""
+    current_user.new_session_token()
     logout_user()
     return redirect(url_for("auth.login_form"))
 
 
 def safe_next(target: str | None) -> str:
-    """Only same-site paths: an open redirect after login is a phishing tool."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    """Only same-site paths: an open redirect after login is a phishing tool. Browsers drop tabs and
+    newlines and read a backslash as a slash, so anything like that is refused outright."""
+    if (target and target.startswith("/") and not target.startswith("//") and target.isprintable()
+            and "\\" not in target and not urlsplit(target).netloc):
         return target
     return url_for("dashboard.index")

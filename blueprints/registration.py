@@ -43,14 +43,21 @@ def register():
         return render_template("registration/form.html", form=form, fields=fields, errors=errors), 400
     person, created = registration.register_person(
         form["name"], form["email"], form["group"], form["consent"], form["extra"])
+    if not created and not may_see(person.code):
+        # Knowing someone's email must not be enough to get their card.
+        return render_template("registration/already.html"), 409
     session["cards"] = [*session.get("cards", [])[-9:], person.code]
     return redirect(url_for("registration.card", code=person.code, existing=None if created else 1))
+
+
+def may_see(code: str) -> bool:
+    return current_user.is_authenticated or code in session.get("cards", [])
 
 
 def visible_person(code: str):
     """A card is shown to staff and to the browser that registered it; to anyone else a code
     (roster codes can be guessable) reveals nothing, not even whether it exists."""
-    if not (current_user.is_authenticated or code in session.get("cards", [])):
+    if not may_see(code):
         abort(404)
     person = registration.person_for_code(code)
     if person is None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import flask_migrate
 import psycopg
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy.engine import make_url
 
 from app import create_app
@@ -98,9 +99,19 @@ def data_dir(tmp_path) -> Path:
     return folder
 
 
+class IsolatedClient(FlaskClient):
+    """Each request in its own app context, as in production: `g` (where Flask-Login keeps the
+    user) and the database session are not shared with the test's context or other clients."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(database_url, data_dir, monkeypatch):
     app = build_app(data_dir, database_url, monkeypatch, WTF_CSRF_ENABLED=False)
+    app.test_client_class = IsolatedClient
     with app.app_context():
         yield app
         db.session.remove()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:35:32.518823
+Create Date: 2026-11-23 17:10:07.022130
 
 """
 from alembic import op
@@ -73,6 +73,7 @@ def upgrade():
     sa.Column('role', sa.Enum('staff', 'admin', name='userrole', native_enum=False, length=20), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('session_token', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_user')),
     sa.UniqueConstraint('username', name=op.f('uq_user_username'))
     )
@@ -96,6 +97,7 @@ def upgrade():
     sa.Column('label', sa.String(length=200), nullable=False),
     sa.Column('status', sa.Enum('uploading', 'queued', 'processing', 'done', 'failed', name='batchstatus', native_enum=False, length=20), nullable=False),
     sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('source_path', sa.String(length=1024), nullable=True),
     sa.Column('created_by_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('queued_at', sa.DateTime(), nullable=True),
@@ -113,6 +115,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_batch'))
     )
     with op.batch_alter_table('batch', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_batch_source_path'), ['source_path'], unique=False)
         batch_op.create_index(batch_op.f('ix_batch_status'), ['status'], unique=False)
 
     op.create_table('person_alias',
@@ -147,7 +150,7 @@ def upgrade():
     sa.Column('height', sa.Integer(), nullable=True),
     sa.Column('qr_texts', sa.JSON(), nullable=False),
     sa.Column('role', sa.Enum('separator', 'photo', 'unassigned', 'rejected', 'duplicate', name='photorole', native_enum=False, length=20), nullable=True),
-    sa.Column('group_key', sa.String(length=200), nullable=True),
+    sa.Column('group_key', sa.Text(), nullable=True),
     sa.Column('needs_review', sa.Boolean(), nullable=False),
     sa.Column('review_reason', sa.Text(), nullable=True),
     sa.Column('excluded', sa.Boolean(), nullable=False),
@@ -255,6 +258,7 @@ def downgrade():
     op.drop_table('person_alias')
     with op.batch_alter_table('batch', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_batch_status'))
+        batch_op.drop_index(batch_op.f('ix_batch_source_path'))
 
     op.drop_table('batch')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
