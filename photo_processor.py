@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -180,7 +181,34 @@ class Processor:
                 db_commit_with_retry(fail_batch, batch_id, self.owner, f"{type(error).__name__}: {error}")
             return batch_id
 
+    @contextmanager
+    def heartbeat(self, batch_id: int):
+        """Renew the lease on a timer too, so a slow photo or a long export never looks like a dead worker."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            with self.app.app_context():
+                while not stop.wait(self.lease / 3):
+                    try:
+                        db_commit_with_retry(held_batch, batch_id, self.owner, self.lease)
+                    except LeaseLost:
+                        return
+                    except Exception:
+                        log.exception("heartbeat for batch %s failed", batch_id)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{batch_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def process(self, batch_id: int) -> None:
+        with self.heartbeat(batch_id):
+            self.process_steps(batch_id)
+
+    def process_steps(self, batch_id: int) -> None:
         self.scan(batch_id)
         db_commit_with_retry(regroup, batch_id, self.owner, self.lease)
         db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, "export", 0, 0)
@@ -258,6 +286,8 @@ def _run_with_host_lock(processor: Processor) -> None:
             syncer = threading.Thread(target=run_drive_sync, args=(processor.app, processor.stop_event),
                                       name="intake-drive", daemon=True)
             syncer.start()
+            with processor.app.app_context():
+                storage.sweep_incoming()
             try:
                 processor.run_forever()
             finally:

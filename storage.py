@@ -1,10 +1,12 @@
 """Where files live under the data directory. Originals are stored by content hash; no client
 ever names a path on our disk."""
+import contextlib
 import errno
 import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -131,3 +133,15 @@ def keep_original(temp: Path, content_hash: str, extension: str) -> Path:
         raise
     os.replace(temp, final)
     return final
+
+
+def sweep_incoming(older_than_seconds: float = 3600) -> int:
+    """Remove partial uploads a crash left behind; a live upload keeps touching its file."""
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for part in incoming_dir().glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            if part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed += 1
+    return removed
