@@ -79,7 +79,7 @@ def run(data_dir: Path, url: str, tmp_path: Path, uploads, args) -> None:
                                                 done, args.deadline)
         stats = json.loads(server.flask("stats", "--json").stdout)
         uploaded = server.report(upload_batch)
-        log = (data_dir / "gunicorn.log").read_text()
+        log = server.log.read_text()
     p50, p99 = tally.poll_percentiles()
     print(f"backend            {stats['backend']}")
     print(f"requests           {tally.requests} in {elapsed:.0f}s; 5xx {tally.server_errors}; "

@@ -19,11 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-
+from tests.browser import chromium  # noqa: E402
 from tests.factories import PASSWORD  # noqa: E402
+from tests.liveserver import LiveServer  # noqa: E402
 from tests.photogen import make_photo  # noqa: E402
-from tests.test_browser_upload import CHROMIUM, CHROMIUM_ARGS, Server, add_folder, log_in_and_create_batch  # noqa: E402
+from tests.test_browser_upload import add_folder, log_in_and_create_batch  # noqa: E402
 
 
 def make_one(job: tuple[Path, tuple[int, int], int]) -> None:
@@ -49,21 +49,9 @@ def rss_bytes(pid: int) -> int:
     return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmRSS")), 0)
 
 
-def workers_of(master: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == master:
-            pids.append(int(stat.parent.name))
-    return pids
-
-
-def sample_peak_rss(master: int, stop: threading.Event, peak: dict) -> None:
+def sample_peak_rss(server: LiveServer, stop: threading.Event, peak: dict) -> None:
     while not stop.wait(0.25):
-        for pid in workers_of(master):
+        for pid in server.worker_pids():
             peak[pid] = max(peak.get(pid, 0), rss_bytes(pid))
 
 
@@ -71,19 +59,18 @@ def run(count: int, size: tuple[int, int]) -> dict:
     folder = photo_folder(count, size)
     total_bytes = sum(p.stat().st_size for p in folder.iterdir())
     with tempfile.TemporaryDirectory(prefix="intake-bench-") as root:
-        server = Server(Path(root))
+        server = LiveServer(Path(root), f"sqlite:///{Path(root) / 'intake.sqlite3'}", INTAKE_PROCESSOR="0")
         server.flask("db", "upgrade")
-        server.flask("create-user", "staff", "--role", "staff", "--password-stdin", stdin=PASSWORD + "\n")
+        server.flask("create-user", "staff", "--role", "staff", "--password-stdin", input_text=PASSWORD + "\n")
         server.start()
         try:
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            with chromium() as browser:
                 page = browser.new_page()
                 batch_id = log_in_and_create_batch(page, server)
-                idle_rss = {pid: rss_bytes(pid) for pid in workers_of(server.process.pid)}
+                idle_rss = {pid: rss_bytes(pid) for pid in server.worker_pids()}
                 peak: dict[int, int] = {}
                 stop = threading.Event()
-                sampler = threading.Thread(target=sample_peak_rss, args=(server.process.pid, stop, peak))
+                sampler = threading.Thread(target=sample_peak_rss, args=(server, stop, peak))
                 sampler.start()
                 started = time.monotonic()
                 add_folder(page, folder)
@@ -95,7 +82,6 @@ def run(count: int, size: tuple[int, int]) -> dict:
                 seconds = time.monotonic() - started
                 stop.set()
                 sampler.join()
-                browser.close()
             report = server.report(batch_id)
         finally:
             server.stop()

@@ -1,4 +1,5 @@
 """A real gunicorn serving the app on loopback, for tests that need real processes."""
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,6 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import REPO, app_environment
@@ -23,12 +23,40 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@dataclass
 class LiveServer:
-    url: str
-    process: subprocess.Popen
-    env: dict[str, str]
-    data_dir: Path
+    """gunicorn on loopback for one data directory and database; restartable, and kill() is a crash."""
+
+    def __init__(self, data_dir: Path, database_url: str, workers: int = 2, **extra_env: str):
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **app_environment(data_dir, database_url), "INTAKE_PROCESSOR": "1",
+                    "INTAKE_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers),
+                    "INTAKE_ACCESS_LOG": "", "INTAKE_PROCESSOR_POLL": "0.3", **extra_env}
+        self.log = data_dir / "gunicorn.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            # Its own process group, so a crash can take the master and its workers down at once.
+            self.process = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py"], cwd=REPO,
+                                            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        wait_until_healthy(self.url, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def flask(self, *args: str, input_text: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run `flask --app app ...` against the same database and data directory."""
@@ -61,39 +89,26 @@ class LiveServer:
         return None
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"{url}/api/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)
-    raise RuntimeError("gunicorn did not become healthy in time")
+    raise RuntimeError(f"gunicorn did not become healthy in time:\n{log.read_text()[-3000:]}")
 
 
 @contextmanager
 def gunicorn(data_dir: Path, database_url: str, workers: int = 2, **extra_env: str):
     """Start gunicorn (and, unless INTAKE_PROCESSOR=0, the processor in its workers); stop it after."""
-    port = free_port()
-    env = {**os.environ, **app_environment(data_dir, database_url), "INTAKE_PROCESSOR": "1",
-           "INTAKE_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers), "INTAKE_ACCESS_LOG": "",
-           "INTAKE_PROCESSOR_POLL": "0.3", **extra_env}
-    log = (data_dir / "gunicorn.log").open("w")
-    process = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py"], cwd=REPO, env=env,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = LiveServer(f"http://127.0.0.1:{port}", process, env, data_dir)
+    server = LiveServer(data_dir, database_url, workers, **extra_env)
+    server.start()
     try:
-        wait_until_healthy(server.url, process)
         yield server
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
+        server.stop()

@@ -1,101 +1,28 @@
 """The upload page in headless Chromium against a real gunicorn: network drops, a server crash, resume."""
-import json
-import os
-import signal
 import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
-from tests.conftest import REPO, app_environment
+from tests.browser import chromium
 from tests.factories import PASSWORD
+from tests.liveserver import LiveServer
 from tests.photogen import SMALL_SIZE, make_photo
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-BIN = REPO / ".venv" / "bin"
 FILES_ROUTE = "**/api/batches/*/files"
 # Runs before the page's scripts: the page must then fingerprint files without WebCrypto, as on plain HTTP.
 WITHOUT_WEBCRYPTO = "Object.defineProperty(Crypto.prototype, 'subtle', { get: () => undefined })"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """gunicorn on its own data directory and SQLite file; kill() is a crash of master and workers."""
-
-    def __init__(self, root: Path):
-        self.data_dir = root / "data"
-        self.data_dir.mkdir()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        database_url = f"sqlite:///{self.data_dir / 'intake.sqlite3'}"
-        self.env = {**os.environ, **app_environment(self.data_dir, database_url),
-                    "INTAKE_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": "2"}
-        self.log = root / "gunicorn.log"
-        self.process: subprocess.Popen | None = None
-
-    def flask(self, *args: str, stdin: str | None = None) -> str:
-        result = subprocess.run([BIN / "flask", "--app", "app", *args], cwd=REPO, env=self.env, input=stdin,
-                                capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            # Its own process group, so a crash can take the master and its workers down at once.
-            self.process = subprocess.Popen([BIN / "gunicorn", "-c", "gunicorn.conf.py"], cwd=REPO, env=self.env,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"gunicorn exited:\n{self.log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        pytest.fail(f"gunicorn did not answer within 30 s:\n{self.log.read_text()[-3000:]}")
-
-    def signal_all(self, signum: int) -> None:
-        try:
-            os.killpg(self.process.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    def kill(self) -> None:
-        self.signal_all(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.signal_all(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def report(self, batch_id: int) -> dict:
-        return json.loads(self.flask("report", str(batch_id), "--json"))
-
-
 @pytest.fixture
-def server(tmp_path):
-    server = Server(tmp_path)
-    server.flask("db", "upgrade")
-    server.flask("create-user", "staff", "--role", "staff", "--password-stdin", stdin=PASSWORD + "\n")
+def server(database_url, data_dir):
+    server = LiveServer(data_dir, database_url, INTAKE_PROCESSOR="0")
+    result = server.flask("create-user", "staff", "--role", "staff", "--password-stdin", input_text=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
     server.start()
     yield server
     server.stop()
@@ -103,12 +30,8 @@ def server(tmp_path):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install it with scripts/bootstrap --dev (apt package chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -128,14 +51,14 @@ def folder_of_photos(root: Path, count: int, first: int = 1) -> Path:
     return folder
 
 
-def new_page(context, server: Server) -> Page:
+def new_page(context, server: LiveServer) -> Page:
     page = context.new_page()
     # Leaving with uploads unfinished asks "leave this page?": a closed tab is what these tests mean.
     page.on("dialog", lambda dialog: dialog.accept())
     return page
 
 
-def log_in_and_create_batch(page: Page, server: Server) -> int:
+def log_in_and_create_batch(page: Page, server: LiveServer) -> int:
     page.goto(f"{server.url}/login")
     page.fill("input[name=username]", "staff")
     page.fill("input[name=password]", PASSWORD)
@@ -185,7 +108,7 @@ class Gate:
             route.abort("internetdisconnected") if mode == "drop" else route.continue_()
 
 
-def assert_each_photo_once(server: Server, batch_id: int, folder: Path, status: str) -> None:
+def assert_each_photo_once(server: LiveServer, batch_id: int, folder: Path, status: str) -> None:
     report = server.report(batch_id)
     names = [entry["filename"] for entry in report["photos"]]
     expected = sorted(f"{folder.name}/{path.relative_to(folder).as_posix()}" for path in folder.rglob("*.JPG"))

@@ -39,7 +39,7 @@ def test_photo_day_under_load(database_url, data_dir, tmp_path, capsys):
         report = server.report(batch_id)
         uploaded_report = server.report(upload_batch)
         stats = server.flask("stats", "--json")
-        log = (data_dir / "gunicorn.log").read_text()
+        log = server.log.read_text()
 
     assert report["status"] == "done"
     assert len(report["photos"]) == PROCESSED and all(e["role"] in ("separator", "photo") for e in report["photos"])
