@@ -4,53 +4,15 @@ Used by tests/test_load.py (small, in CI) and bench/load.py (longer, larger). Lo
 loop is bounded by a deadline and stops by itself.
 """
 import hashlib
-import http.cookiejar
 import json
-import re
 import statistics
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-class Client:
-    """A browser-like session: cookies, CSRF token, no redirects followed silently for API calls."""
-
-    def __init__(self, base: str):
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-        self.csrf = ""
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 60) -> tuple[int, bytes, dict]:
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
-        try:
-            with self.opener.open(req, timeout=timeout) as response:
-                return response.status, response.read(), dict(response.headers)
-        except urllib.error.HTTPError as error:
-            return error.code, error.read(), dict(error.headers)
-
-    def fetch_csrf(self, path: str) -> None:
-        status, body, _ = self.request("GET", path)
-        found = CSRF.search(body.decode())
-        assert status == 200 and found, f"no CSRF token on {path} ({status})"
-        self.csrf = found.group(1)
-
-    def post_form(self, path: str, fields: dict) -> tuple[int, bytes, dict]:
-        data = urllib.parse.urlencode({**fields, "csrf_token": self.csrf}).encode()
-        return self.request("POST", path, data, {"Content-Type": "application/x-www-form-urlencoded"})
-
-    def login(self, username: str, password: str) -> None:
-        self.fetch_csrf("/login")
-        status, _, _ = self.post_form("/login", {"username": username, "password": password})
-        assert status == 200, f"login failed: {status}"  # the redirect to the dashboard was followed
+from tests.webclient import WebClient
 
 
 @dataclass
@@ -87,17 +49,21 @@ class Tally:
         return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+def logged_in(base: str, user: tuple[str, str]) -> WebClient:
+    client = WebClient(base)
+    assert client.login(*user).status == 200, "login failed"  # the redirect to the dashboard was followed
+    return client
+
+
 def poller(base: str, user: tuple[str, str], tally: Tally, stop: threading.Event, interval: float) -> None:
-    client = Client(base)
-    client.login(*user)
+    client = logged_in(base, user)
     etag = None
     while not stop.is_set():
         started = time.perf_counter()
-        conditional = {"If-None-Match": etag} if etag else {}
-        status, body, headers = client.request("GET", "/dashboard/live", headers=conditional)
+        reply = client.request("GET", "/dashboard/live", headers={"If-None-Match": etag} if etag else {})
         tally.poll_seconds.append(time.perf_counter() - started)
-        tally.record("poll", status, body)
-        etag = headers.get("ETag", etag)
+        tally.record("poll", reply.status, reply.body)
+        etag = reply.headers.get("ETag", etag)
         stop.wait(interval)
 
 
@@ -105,48 +71,39 @@ def registrar(base: str, prefix: str, count: int, tally: Tally, stop: threading.
     for i in range(count):
         if stop.is_set():
             return
-        client = Client(base)
-        client.fetch_csrf("/register")
-        status, body, _ = client.post_form("/register", {"name": f"Load {prefix}{i}", "email": f"{prefix}{i}@load.test",
-                                                         "group": "load", "consent": "yes"})
-        tally.record("register", status, body)
+        reply = WebClient(base).register(f"{prefix}{i}@load.test", f"Load {prefix}{i}")
+        tally.record("register", reply.status, reply.body)
         stop.wait(0.2)
 
 
 def uploader(base: str, user: tuple[str, str], batch_id: int, files: list[tuple[str, Path]], tally: Tally) -> None:
     """Upload files one request each, as the browser does; a failed request is retried once."""
-    client = Client(base)
-    client.login(*user)
-    client.fetch_csrf(f"/batches/{batch_id}/upload")
+    client = logged_in(base, user)
+    token = client.token(f"/batches/{batch_id}/upload")
     for name, path in files:
         data = path.read_bytes()
         for _ in range(2):
-            status, body, _ = client.request("PUT", f"/api/batches/{batch_id}/files", data, {
-                "X-File-Name": urllib.parse.quote(name), "X-CSRFToken": client.csrf,
+            reply = client.request("PUT", f"/api/batches/{batch_id}/files", data, {
+                "X-File-Name": urllib.parse.quote(name), "X-CSRFToken": token,
                 "Content-Type": "application/octet-stream"})
-            tally.record("upload", status, body)
-            if status in (200, 201):
+            tally.record("upload", reply.status, reply.body)
+            if reply.status in (200, 201):
                 with tally.lock:
                     tally.uploaded[name] = hashlib.sha256(data).hexdigest()
                 break
 
 
 def create_batch(base: str, user: tuple[str, str], label: str) -> int:
-    client = Client(base)
-    client.login(*user)
-    client.fetch_csrf("/batches/new")
-    status, _, headers = client.post_form("/batches", {"label": label})
-    assert status == 200, status
-    status, body, _ = client.request("GET", "/api/dashboard")
-    return max(b["id"] for b in json.loads(body)["batches"] if b["label"] == label)
+    client = logged_in(base, user)
+    assert client.post_form("/batches", {"label": label}, "/batches/new").status == 200
+    batches = json.loads(client.request("GET", "/api/dashboard").body)["batches"]
+    return max(b["id"] for b in batches if b["label"] == label)
 
 
 def complete_batch(base: str, user: tuple[str, str], batch_id: int) -> int:
-    client = Client(base)
-    client.login(*user)
-    client.fetch_csrf(f"/batches/{batch_id}/upload")
-    status, _, _ = client.request("POST", f"/api/batches/{batch_id}/complete", b"", {"X-CSRFToken": client.csrf})
-    return status
+    client = logged_in(base, user)
+    token = client.token(f"/batches/{batch_id}/upload")
+    return client.request("POST", f"/api/batches/{batch_id}/complete", b"", {"X-CSRFToken": token}).status
 
 
 @dataclass

@@ -4,7 +4,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +14,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
-from http.cookiejar import CookieJar
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,6 +29,7 @@ from photo_processor import Processor
 from tests.factories import PASSWORD, login, make_user
 from tests.liveserver import gunicorn
 from tests.photogen import SMALL_SIZE, make_photo
+from tests.webclient import WebClient
 
 T0 = datetime(2026, 5, 17, 9, 0, 0)
 ROSTER = "code,name,email,group\nCARL,Carl Dahl,,5B\n"
@@ -294,36 +293,6 @@ def test_disk_full_during_export_fails_the_batch_and_a_rerun_delivers_everything
 
 # --- a real server, a real lock, real kills ---
 
-class Browser:
-    """A cookie-keeping HTTP client that does not follow redirects."""
-
-    def __init__(self, base_url: str):
-        self.base_url = base_url
-        no_redirects = type("NoRedirects", (urllib.request.HTTPRedirectHandler,),
-                            {"redirect_request": lambda *args, **kwargs: None})
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()), no_redirects)
-
-    def open(self, method: str, path: str, form: dict | None = None,
-             headers: dict | None = None) -> tuple[int, dict, str]:
-        data = urllib.parse.urlencode(form).encode() if form is not None else None
-        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers or {})
-        try:
-            with self.opener.open(request, timeout=60) as response:
-                return response.status, dict(response.headers), response.read().decode()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, dict(error.headers), error.read().decode()
-
-    def token(self, path: str) -> str:
-        page = self.open("GET", path)[2]
-        return re.search(r'(?:name="csrf_token" value|data-csrf)="([^"]+)"', page).group(1)
-
-    def register(self, email: str) -> tuple[int, dict, str]:
-        token = self.token("/register")
-        return self.open("POST", "/register", {"name": "Ada", "email": email, "group": "", "consent": "yes",
-                                               "csrf_token": token})
-
-
 LOCK_HOLDER = """
 import signal, sys
 signal.alarm(60)  # never outlive a broken test
@@ -364,32 +333,30 @@ def test_lock_held_past_every_retry_gives_a_clean_503_then_recovers(database_url
     env = {"DB_BUSY_TIMEOUT_MS": "400", "DB_RETRY_ATTEMPTS": "2", "DB_RETRY_MAX_DELAY": "0.1"}
     with gunicorn(data_dir, database_url, **env) as server:
         assert server.flask("create-user", "staff", "--password-stdin", input_text=PASSWORD + "\n").returncode == 0
-        staff = Browser(server.url)
-        assert staff.open("POST", "/login", {"username": "staff", "password": PASSWORD,
-                                             "csrf_token": staff.token("/login")})[0] == 302
-        status, headers, _ = staff.open("POST", "/batches", {"label": "cam", "csrf_token": staff.token("/batches/new")})
-        batch_path = urllib.parse.urlsplit(headers["Location"]).path
+        staff = WebClient(server.url, follow_redirects=False)
+        assert staff.login("staff", PASSWORD).status == 302
+        created = staff.post_form("/batches", {"label": "cam"}, "/batches/new")
+        batch_path = urllib.parse.urlsplit(created.headers["Location"]).path
         api_token = staff.token(batch_path)
         complete = f"/api/batches/{batch_path.split('/')[2]}/complete"
-        visitor = Browser(server.url)
-        visitor.token("/register")
+        visitor = WebClient(server.url, follow_redirects=False)
         holder = LockHolder(database_url)
         try:
             started = time.monotonic()
-            status, headers, page = visitor.register("during@example.com")
+            page = visitor.register("during@example.com")
             page_seconds = time.monotonic() - started
-            api_status, api_headers, api_body = staff.open("POST", complete, headers={"X-CSRFToken": api_token})
-            health = staff.open("GET", "/api/health")[0]
+            api = staff.request("POST", complete, headers={"X-CSRFToken": api_token})
+            health = staff.request("GET", "/api/health").status
         finally:
             holder.release()
-        assert status == 503 and headers.get("Retry-After") and "busy" in page.lower(), (status, page[:300])
-        assert "nothing was changed" in page
+        assert page.status == 503 and page.headers.get("Retry-After") and "busy" in page.text.lower(), page.text[:300]
+        assert "nothing was changed" in page.text
         assert page_seconds < 5, f"the refusal took {page_seconds:.1f}s"
-        assert api_status == 503 and api_headers.get("Retry-After"), (api_status, api_body)
-        assert json.loads(api_body)["error"] == "busy" and json.loads(api_body)["message"]
+        assert api.status == 503 and api.headers.get("Retry-After"), (api.status, api.text)
+        assert json.loads(api.body)["error"] == "busy" and json.loads(api.body)["message"]
         assert health == 200
-        assert visitor.register("after@example.com")[0] == 302
-        assert staff.open("POST", complete, headers={"X-CSRFToken": api_token})[0] == 409  # empty batch: a real answer
+        assert visitor.register("after@example.com").status == 302
+        assert staff.request("POST", complete, headers={"X-CSRFToken": api_token}).status == 409  # empty: a real answer
         counts = json.loads(server.flask("stats", "--json").stdout)["tables"]
         assert counts["person"] == 1, "the refused registration must not have been written"
         assert server.flask("verify").returncode == 0
