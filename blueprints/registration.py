@@ -4,7 +4,7 @@ from flask_login import current_user
 from markupsafe import Markup
 
 import registration
-from cards import card_png, card_svg
+from cards import card_png, card_svg, card_svg_file
 from database import db_retry
 
 bp = Blueprint("registration", __name__)
@@ -77,4 +77,11 @@ def card(code: str):
 @db_retry
 def card_image(code: str):
     person = visible_person(code)
-    return Response(card_png(person.code), mimetype="image/png")
+    return Response(card_png(person.code, person.name), mimetype="image/png")
+
+
+@bp.get("/card/<code>.svg")
+@db_retry
+def card_vector(code: str):
+    person = visible_person(code)
+    return Response(card_svg_file(person.code, person.name), mimetype="image/svg+xml")

@@ -1,4 +1,8 @@
 """Public registration and the QR card."""
+import io
+
+import zxingcpp
+from PIL import Image
 from sqlalchemy import func, select
 
 from database import db_commit_with_retry
@@ -62,3 +66,15 @@ def test_cards_are_private_to_their_browser(app, client):
     stranger = app.test_client()
     assert stranger.get(location).status_code == 404
     assert client.get(location).status_code == 200
+
+
+def test_card_files_carry_the_name_under_a_readable_qr(client):
+    """The PNG and SVG downloads print the name under the code; the PNG's QR decodes to the card text."""
+    location = register(client, name="Zoë Ångström").headers["Location"]
+    code = location.split("/card/")[1].split("?")[0]
+    png = client.get(f"/card/{code}.png")
+    image = Image.open(io.BytesIO(png.data))
+    assert image.height > image.width  # room for the name under the square code
+    assert [b.text for b in zxingcpp.read_barcodes(image)] == [f"INTAKE:{code}"]
+    svg = client.get(f"/card/{code}.svg")
+    assert svg.mimetype == "image/svg+xml" and "Zoë Ångström" in svg.get_data(as_text=True)
