@@ -128,22 +128,24 @@ def ingest_folder(batch_id: int, root: Path) -> None:
         receive_file(batch_id, name, read_in_chunks(path))
 
 
-def ingest_zip(batch_id: int, archive: Path) -> None:
+def ingest_zip(batch_id: int, archive: Path, prefix: str = "") -> None:
+    """Every entry of the zip as a file of the batch, named `prefix/entry` when a prefix is given (two
+    cards zipped separately often hold the same DCIM/... names)."""
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             if info.is_dir() or is_hidden(info.filename.replace("\\", "/").split("/")):
                 continue
+            name = f"{prefix}/{info.filename}" if prefix else info.filename
             if info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO:
-                db_commit_with_retry(reject_file, batch_id, info.filename,
-                                     "compression ratio too high: refused as a zip bomb")
+                db_commit_with_retry(reject_file, batch_id, name, "compression ratio too high: refused as a zip bomb")
                 continue
             try:
                 entry = zf.open(info)
             except UNREADABLE_ENTRY as error:
-                db_commit_with_retry(reject_file, batch_id, info.filename, f"unreadable zip entry: {error}")
+                db_commit_with_retry(reject_file, batch_id, name, f"unreadable zip entry: {error}")
                 continue
             with entry:
-                receive_file(batch_id, info.filename, entry)
+                receive_file(batch_id, name, entry)
 
 
 def unfinished_ingest(source_path: str) -> int | None:

@@ -5,6 +5,7 @@ batch already holds, and sends only the others, several at a time, retrying when
 """
 import functools
 import zipfile
+from pathlib import PurePosixPath
 from urllib.parse import unquote
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
@@ -231,7 +232,7 @@ def receive_zip(batch_id: int, name: str, limit: int):
         db_commit_with_retry(batches.reject_file, batch_id, name, str(error))
         return json_error(422, "refused", str(error), name=name)
     try:
-        batches.ingest_zip(batch_id, temp)
+        batches.ingest_zip(batch_id, temp, prefix=PurePosixPath(name).stem)
     except zipfile.BadZipFile:
         db_commit_with_retry(batches.reject_file, batch_id, name, "not a readable zip file")
         return json_error(422, "refused", "not a readable zip file", name=name)

@@ -260,7 +260,7 @@ def test_reopen_refused_while_processing(client, staff, batch_id):
 
 
 def test_zip_is_expanded_through_the_same_path(client, staff, batch_id, photos, tmp_path):
-    """A .zip is stored, expanded entry by entry (hidden files skipped), and removed; a broken zip is refused."""
+    """A .zip is stored, expanded under its own name (hidden files skipped), and removed; a broken zip is refused."""
     archive = tmp_path / "card.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.write(photos[0], "DCIM/IMG_0001.JPG")
@@ -269,7 +269,7 @@ def test_zip_is_expanded_through_the_same_path(client, staff, batch_id, photos, 
     response = put_file(client, batch_id, "card.zip", archive.read_bytes())
     assert response.status_code == 201
     assert response.json == {"name": "card.zip", "zip": True, "stored": 2, "rejected": 0}
-    assert [row.original_name for row in photo_rows(batch_id)] == ["DCIM/IMG_0001.JPG", "DCIM/IMG_0002.JPG"]
+    assert [row.original_name for row in photo_rows(batch_id)] == ["card/DCIM/IMG_0001.JPG", "card/DCIM/IMG_0002.JPG"]
     broken = put_file(client, batch_id, "broken.zip", b"PK not really a zip")
     assert broken.status_code == 422
     assert broken.json["message"] == "not a readable zip file"
