@@ -15,8 +15,8 @@ from tests.conftest import build_app
 from tests.factories import PASSWORD, login, make_person, make_scanned_batch, make_user
 
 # Rules anyone may use. Everything else in app.url_map must refuse an anonymous visitor.
-PUBLIC_RULES = {"/register", "/login", "/card/<code>", "/card/<code>.png", "/static/<path:filename>",
-                "/api/health"}
+PUBLIC_RULES = {"/register", "/login", "/card/<code>", "/card/<code>.png", "/card/<code>.svg",
+                "/static/<path:filename>", "/api/health"}
 # Endpoints that must refuse staff (403). Every rule under /admin/ is admin-only too.
 ADMIN_ENDPOINTS = {"review.correct", "review.undo", "review.link", "review.rerun", "people.import_form",
                    "people.import_preview", "people.import_confirm", "people.settings", "people.set_registration",
@@ -204,7 +204,7 @@ def test_someone_elses_card_is_indistinguishable_from_no_card(web):
     card_code(register(stranger, "stranger@example.com"))  # a browser holding a card of its own
     for browser in (stranger, web.test_client()):
         browser.get("/card/WARMUP00")  # a browser's first request may refresh its session cookie
-        for suffix in ("", ".png"):
+        for suffix in ("", ".png", ".svg"):
             missing = browser.get(f"/card/ZZZZZZZZ{suffix}")
             assert missing.status_code == 404
             for code in (registered, "ANNA"):
