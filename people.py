@@ -32,6 +32,11 @@ def search_people(search: str, group: str, page: int) -> Pagination:
     return db.paginate(people_query(search, group), page=page, per_page=PER_PAGE, error_out=False)
 
 
+def suggestions(search: str, limit: int = 20) -> list[Person]:
+    """People to offer while someone types a name or code."""
+    return list(db.session.scalars(people_query(search).limit(limit)))
+
+
 def people_in(group: str = "") -> list[Person]:
     return list(db.session.scalars(people_query(group=group)))
 

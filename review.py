@@ -94,12 +94,6 @@ def link_code(code: str, person_code: str, user_id: int | None) -> list[int]:
     return batch_ids
 
 
-def search_people(query: str, limit: int = 20) -> list[Person]:
-    like = f"%{query.strip()}%"
-    return list(db.session.scalars(
-        select(Person).where(Person.name.ilike(like) | Person.code.ilike(like)).order_by(Person.name).limit(limit)))
-
-
 @dataclass
 class CameraView:
     camera: str

@@ -91,6 +91,16 @@ def badges():
                            paper=paper if paper in PAPERS else PAPERS[0], papers=PAPERS, qr=qr_markup)
 
 
+def checked_roster(data: bytes):
+    """(rows, None) or (None, the refusal): the same checks for a preview and for its confirmation."""
+    if len(data) > roster_max_bytes():
+        return None, too_large()
+    try:
+        return roster.parse_roster(data), None
+    except roster.RosterError as error:
+        return None, import_error(f"This file cannot be imported: {error}.", 400)
+
+
 @bp.get("/people/import")
 @admin_required
 def import_form():
@@ -104,12 +114,9 @@ def import_preview():
     if upload is None or not upload.filename:
         return import_error("Choose a CSV file to import.", 400)
     data = upload.stream.read(roster_max_bytes() + 1)
-    if len(data) > roster_max_bytes():
-        return too_large()
-    try:
-        result = roster.parse_roster(data)
-    except roster.RosterError as error:
-        return import_error(f"This file cannot be imported: {error}.", 400)
+    result, refusal = checked_roster(data)
+    if refusal:
+        return refusal
     # Only reads: a deferred read, though the request is a POST (which @db_retry runs as a writer).
     known = run_in_transaction(roster.existing_codes, read_only=True)
     return render_template("people/import_preview.html", filename=upload.filename, result=result, known=known,
@@ -125,12 +132,9 @@ def import_confirm():
         data = base64.urlsafe_b64decode(request.form.get("payload", ""))
     except (binascii.Error, ValueError):
         return import_error("The confirmation did not carry a readable file: upload it again.", 400)
-    if len(data) > roster_max_bytes():
-        return too_large()
-    try:
-        result = roster.parse_roster(data)
-    except roster.RosterError as error:
-        return import_error(f"This file cannot be imported: {error}.", 400)
+    result, refusal = checked_roster(data)
+    if refusal:
+        return refusal
     created, updated = roster.import_roster_rows(result.rows)
     flash(f"Roster imported: {created} created, {updated} updated, "
           f"{len(result.errors)} rows with errors left out.")

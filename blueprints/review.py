@@ -2,6 +2,7 @@
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
+import people
 import review
 import storage
 from batches import queue_batch
@@ -20,6 +21,13 @@ def back_to_review(batch_id: int):
     return redirect(url_for("review.batch", batch_id=batch_id))
 
 
+@bp.errorhandler(review.ReviewError)
+def refused(error: review.ReviewError):
+    """A correction that cannot apply: nothing was changed (the unit rolled back); say why."""
+    flash(str(error), "error")
+    return back_to_review(request.view_args["batch_id"]), 303
+
+
 @bp.get("/batches/<int:batch_id>/review")
 @login_required
 @db_retry
@@ -35,12 +43,8 @@ def batch(batch_id: int):
 @db_retry
 def correct(batch_id: int):
     photo_ids = [int(v) for v in request.form.getlist("photo_id") if v.isdigit()]
-    try:
-        changed = review.correct(batch_id, photo_ids, request.form.get("kind", ""), request.form.get("code"),
-                                 current_user.id)
-    except review.ReviewError as error:
-        flash(str(error), "error")
-        return back_to_review(batch_id), 303
+    changed = review.correct(batch_id, photo_ids, request.form.get("kind", ""), request.form.get("code"),
+                             current_user.id)
     flash(f"{changed} photo(s) changed.")
     return back_to_review(batch_id), 303
 
@@ -49,10 +53,7 @@ def correct(batch_id: int):
 @admin_required
 @db_retry
 def undo(batch_id: int, correction_id: int):
-    try:
-        review.undo(batch_id, correction_id, current_user.id)
-    except review.ReviewError as error:
-        flash(str(error), "error")
+    review.undo(batch_id, correction_id, current_user.id)
     return back_to_review(batch_id), 303
 
 
@@ -60,10 +61,7 @@ def undo(batch_id: int, correction_id: int):
 @admin_required
 @db_retry
 def link(batch_id: int):
-    try:
-        review.link_code(request.form.get("code", ""), request.form.get("person_code", ""), current_user.id)
-    except review.ReviewError as error:
-        flash(str(error), "error")
+    review.link_code(request.form.get("code", ""), request.form.get("person_code", ""), current_user.id)
     return back_to_review(batch_id), 303
 
 
@@ -102,4 +100,4 @@ def thumb(photo_id: int):
 @db_retry
 def search_people():
     return jsonify([{"code": p.code, "name": p.name, "group": p.group_name}
-                    for p in review.search_people(request.args.get("q", ""))])
+                    for p in people.suggestions(request.args.get("q", ""))])
