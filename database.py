@@ -96,6 +96,7 @@ stats = LockStats()
 # Outside a unit of work (e.g. Flask-Login loading the user) transactions are deferred reads.
 _write_mode = contextvars.ContextVar("intake_write_mode", default=False)
 _waits: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("intake_waits", default=None)
+_in_unit = contextvars.ContextVar("intake_in_unit", default=False)
 
 
 def configure_engine(engine: Engine, busy_timeout_ms: int) -> None:
@@ -158,6 +159,9 @@ def run_in_transaction(unit: Callable[P, R], *args: P.args, read_only: bool = Fa
     `unit` must be safe to repeat: it reads what it needs and writes through unique keys or
     upserts, so a second run after a rollback does the same thing once.
     """
+    if _in_unit.get():
+        # The inner unit would roll back or commit the outer one's work halfway through.
+        raise RuntimeError(f"{getattr(unit, '__name__', 'unit')}: a unit of work cannot run inside another")
     session = db.session()  # the scoped proxy lacks some Session methods
     if _pending_changes(session):
         # Changes made outside the unit would be lost by our rollback, or committed by accident.
@@ -171,6 +175,7 @@ def run_in_transaction(unit: Callable[P, R], *args: P.args, read_only: bool = Fa
     retry_waits: list[float] = []
     lock_waits: list[float] = []
     waits_token = _waits.set(lock_waits)
+    unit_token = _in_unit.set(True)
     try:
         for attempt in itertools.count(1):
             # A read-only unit that met a lock must have tried to write: retry it as a writer.
@@ -206,6 +211,7 @@ def run_in_transaction(unit: Callable[P, R], *args: P.args, read_only: bool = Fa
             finally:
                 _write_mode.reset(mode_token)
     finally:
+        _in_unit.reset(unit_token)
         _waits.reset(waits_token)
 
 

@@ -328,3 +328,14 @@ def test_backup_on_postgresql_uses_pg_dump(app, runner, tmp_path):
     assert result.exit_code == 0, result.output
     dump = target.read_text()
     assert "CREATE TABLE public.person" in dump and "BK1" in dump
+
+
+def test_a_unit_inside_a_unit_is_refused(app):
+    """A nested unit would commit or roll back its caller's work halfway: it is refused, nothing is written."""
+    def outer():
+        db.session.add(Person(code="OUTER", name="Outer"))
+        database.db_commit_with_retry(lambda: db.session.add(Person(code="INNER", name="Inner")))
+
+    with pytest.raises(RuntimeError, match="cannot run inside another"):
+        database.db_commit_with_retry(outer)
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 0
