@@ -21,6 +21,8 @@ from typing import ParamSpec, TypeVar
 
 from flask import current_app, request
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -213,6 +215,16 @@ def run_in_transaction(unit: Callable[P, R], *args: P.args, read_only: bool = Fa
     finally:
         _in_unit.reset(unit_token)
         _waits.reset(waits_token)
+
+
+def upsert(model, key: dict, values: dict) -> None:
+    """Insert or update one row by its unique key in a single statement. Two units racing on the same
+    new key then conflict on the row (and the loser is retried) instead of failing on a duplicate key,
+    which a get-then-insert would do."""
+    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[db.engine.dialect.name]
+    statement = insert(model).values(**key, **values)
+    db.session.execute(statement.on_conflict_do_update(
+        index_elements=list(key), set_={name: statement.excluded[name] for name in values}))
 
 
 def db_commit_with_retry(unit: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

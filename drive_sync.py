@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 import drive
 import storage
-from database import db_commit_with_retry, run_in_transaction
+from database import db_commit_with_retry, run_in_transaction, upsert
 from export import deliverable_photos, export_names, folder_name
 from extensions import db
 from models import DriveItem, Person, Photo, Setting, utcnow
@@ -31,7 +31,7 @@ def settings() -> drive.DriveSettings:
 
 
 def set_status(state: str, message: str = "") -> None:
-    db.session.merge(Setting(key=STATUS_KEY, value={"state": state, "message": message, "at": utcnow().isoformat()}))
+    upsert(Setting, {"key": STATUS_KEY}, {"value": {"state": state, "message": message, "at": utcnow().isoformat()}})
 
 
 def status() -> dict:

@@ -3,6 +3,7 @@ import secrets
 
 from sqlalchemy import func, select
 
+from database import upsert
 from extensions import db
 from models import Person, PersonAlias, Setting
 from states import PersonSource
@@ -41,7 +42,7 @@ def registration_is_open() -> bool:
 
 
 def set_registration_open(is_open: bool) -> None:
-    db.session.merge(Setting(key=REGISTRATION_OPEN, value=is_open))
+    upsert(Setting, {"key": REGISTRATION_OPEN}, {"value": is_open})
 
 
 def registration_fields() -> list[str]:
@@ -67,7 +68,7 @@ def parse_field_labels(text: str) -> list[str]:
 
 
 def set_registration_fields(labels: list[str]) -> None:
-    db.session.merge(Setting(key=REGISTRATION_FIELDS, value=labels))
+    upsert(Setting, {"key": REGISTRATION_FIELDS}, {"value": labels})
 
 
 def register_person(name: str, email: str, group: str | None, consent: bool,

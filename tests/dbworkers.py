@@ -20,6 +20,7 @@ def increment(key: str) -> None:
     from models import Setting
 
     setting = db.session.get(Setting, key)
+    time.sleep(0.002)  # hold the read a moment, so the processes' read-then-write windows surely overlap
     setting.value = setting.value + 1
 
 
@@ -27,7 +28,7 @@ def incrementer(data_dir: str, database_url: str, key: str, count: int, deferred
     """Increment `count` times through the retry helper; report lock errors and retries."""
     import database
 
-    overrides = {"DB_RETRY_ATTEMPTS": 1} if deferred else {"DB_RETRY_ATTEMPTS": 12, "DB_RETRY_MAX_DELAY": 0.2}
+    overrides = {"DB_RETRY_ATTEMPTS": 1} if deferred else {"DB_RETRY_ATTEMPTS": 12}
     app = child_app(data_dir, database_url, **overrides)
     errors = 0
     with app.app_context():
