@@ -4,13 +4,11 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from database import upsert
 from extensions import db
-from models import LoginAttempt, Setting, User, utcnow
+from models import LoginAttempt, User, utcnow
 from states import UserRole
 
 FAILURE_WINDOW = timedelta(minutes=15)
-LOGIN_GUARD = "login_guard"
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_IP = 30
 
@@ -59,16 +57,16 @@ def check_login_rate(username: str, ip: str) -> None:
         raise TooManyAttempts("Too many failed logins. Please wait 15 minutes and try again.")
 
 
-def claim_login_attempt(username: str, ip: str) -> None:
-    """Count this attempt before the password is checked, in one short write: parallel guesses then
-    see each other, so they cannot slip past the limit together."""
-    # Every claim writes one shared row first: SQLite's single writer and PostgreSQL's conflict on the
-    # row (a retried serialization error) both make concurrent claims take turns.
-    upsert(Setting, {"key": LOGIN_GUARD}, {"value": utcnow().isoformat()})
+def check_login(username: str, password: str, ip: str) -> User | None:
+    """Authenticate within the rate limit. Read-only: the slow password hash must not be computed
+    while holding the database's write lock."""
     check_login_rate(username, ip)
-    db.session.add(LoginAttempt(username=username, ip=ip[:45]))
+    return authenticate(username, password)
 
 
-def clear_login_attempts(username: str) -> None:
-    """A success clears the user's record."""
-    db.session.execute(delete(LoginAttempt).where(LoginAttempt.username == username))
+def record_login(username: str, ip: str, succeeded: bool) -> None:
+    """A failure counts towards the limit; a success clears the user's record."""
+    if succeeded:
+        db.session.execute(delete(LoginAttempt).where(LoginAttempt.username == username))
+    else:
+        db.session.add(LoginAttempt(username=username, ip=ip[:45]))

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from database import db_commit_with_retry, db_retry, run_in_transaction
 from extensions import db, login_manager
 from models import User
-from users import TooManyAttempts, authenticate, claim_login_attempt, clear_login_attempts
+from users import TooManyAttempts, check_login, record_login
 
 bp = Blueprint("auth", __name__)
 login_manager.login_view = "auth.login_form"
@@ -53,16 +53,15 @@ def login_form():
 
 @bp.post("/login")
 def login():
-    """Not one retried unit: the slow password hash runs as a read, never while holding the write lock."""
+    """Not one retried unit: the password check runs as a read, the outcome is written after."""
     username = request.form.get("username", "").strip()[:80]
+    ip = request.remote_addr or ""
     try:
-        db_commit_with_retry(claim_login_attempt, username, request.remote_addr or "")
+        user = run_in_transaction(check_login, username, request.form.get("password", ""), ip, read_only=True)
     except TooManyAttempts as error:
         flash(str(error), "error")
         return render_template("auth/login.html"), 429
-    user = run_in_transaction(authenticate, username, request.form.get("password", ""), read_only=True)
-    if user is not None:
-        db_commit_with_retry(clear_login_attempts, username)
+    db_commit_with_retry(record_login, username, ip, user is not None)
     if user is None:
         flash("Wrong username or password.", "error")
         return render_template("auth/login.html"), 401
