@@ -3,6 +3,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from extensions import db
+from grouping import natural_key
 from models import Batch, Photo
 from states import PhotoRole
 
@@ -29,9 +30,9 @@ def batch_report(batch_id: int) -> dict | None:
     batch = db.session.get(Batch, batch_id)
     if batch is None:
         return None
-    photos = db.session.scalars(
-        select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people)).order_by(Photo.id)
-    ).all()
+    photos = sorted(db.session.scalars(
+        select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people))),
+        key=lambda p: (natural_key(p.original_name), p.id))  # IMG_2 before IMG_10, as a person reads them
     originals = {p.duplicate_of_id for p in photos if p.duplicate_of_id}
     names = dict(db.session.execute(select(Photo.id, Photo.original_name).where(Photo.id.in_(originals))).all())
     return {"batch": batch.id, "status": str(batch.status), "photos": [photo_entry(p, names) for p in photos]}

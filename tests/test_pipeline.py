@@ -214,3 +214,13 @@ def test_report_of_unknown_batch_fails_cleanly(runner):
     """`report` of a batch that does not exist exits non-zero with a message."""
     result = runner.invoke(args=["report", "999"])
     assert result.exit_code != 0 and "no batch 999" in result.output
+
+
+def test_report_lists_files_in_natural_order(runner, roster, tmp_path):
+    """The report reads as a person would list the folder: IMG_2 before IMG_10."""
+    folder = tmp_path / "day"
+    folder.mkdir()
+    for i, name in enumerate(["IMG_10.JPG", "IMG_2.JPG", "IMG_1.JPG"]):
+        make_photo(folder / name, size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=i))
+    report = ingest(runner, folder)
+    assert [e["filename"] for e in report["photos"]] == ["IMG_1.JPG", "IMG_2.JPG", "IMG_10.JPG"]
