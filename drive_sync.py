@@ -13,7 +13,7 @@ from sqlalchemy import select
 import drive
 import storage
 from database import db_commit_with_retry, run_in_transaction, upsert
-from export import deliverable_photos, export_names, folder_name
+from export import deliverable_photos, export_names, folder_name, is_deliverable_to
 from extensions import db
 from models import DriveItem, Person, Photo, Setting, utcnow
 from states import SyncState
@@ -88,13 +88,12 @@ def sync_plan(person_id: int) -> SyncPlan:
               for name, p in export_names(deliverable_photos(person_id)).items()}
     items = {item.photo_id: placed(item) for item in
              db.session.scalars(select(DriveItem).where(DriveItem.person_id == person_id))}
-    arriving = [w.photo_id for w in wanted.values() if w.photo_id not in items]
-    movable = {}
-    for item in db.session.scalars(select(DriveItem).where(
-            DriveItem.photo_id.in_(arriving), DriveItem.person_id != person_id, DriveItem.state == SyncState.SYNCED)):
-        if item.photo_id not in {p.id for p in deliverable_photos(item.person_id)}:
-            movable[item.photo_id] = placed(item)
-    leaving = [photo_id for photo_id in items if photo_id not in {w.photo_id for w in wanted.values()}]
+    wanted_ids = {w.photo_id for w in wanted.values()}
+    arriving = wanted_ids - set(items)
+    movable = {item.photo_id: placed(item) for item in db.session.scalars(select(DriveItem).where(
+        DriveItem.photo_id.in_(arriving), DriveItem.person_id != person_id, DriveItem.state == SyncState.SYNCED))
+        if not is_deliverable_to(item.photo_id, item.person_id)}
+    leaving = set(items) - wanted_ids
     handed_over = {photo_id for photo_id in leaving if is_delivered_to_someone_else(photo_id, person_id)}
     return SyncPlan(person.code, folder_name(person), person.drive_folder_id, wanted, items, movable, handed_over)
 
@@ -102,7 +101,7 @@ def sync_plan(person_id: int) -> SyncPlan:
 def is_delivered_to_someone_else(photo_id: int, person_id: int) -> bool:
     """A photo re-assigned to another person: their sync moves our file, so we leave it be."""
     photo = db.session.get(Photo, photo_id)
-    return any(p.id != person_id and photo in deliverable_photos(p.id) for p in photo.people)
+    return any(p.id != person_id and is_deliverable_to(photo_id, p.id) for p in photo.people)
 
 
 def record_folder(person_id: int, folder_id: str) -> None:

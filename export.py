@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 import storage
 from database import db_commit_with_retry, run_in_transaction
@@ -36,15 +36,22 @@ def folder_name(person: Person) -> str:
     return f"{person.code} {name}"[:120]
 
 
-def deliverable_photos(person_id: int) -> list[Photo]:
+def deliverable_query(person_id: int) -> Select:
+    """The one rule for what a person receives: their scanned photos, not excluded (cards only if configured)."""
     roles = [PhotoRole.PHOTO]
     if current_app.config.get("EXPORT_CARDS"):
         roles.append(PhotoRole.SEPARATOR)
-    return list(db.session.scalars(
-        select(Photo).join(photo_person, photo_person.c.photo_id == Photo.id)
-        .where(photo_person.c.person_id == person_id, Photo.role.in_(roles), Photo.excluded.is_(False),
-               Photo.scan_state == ScanState.SCANNED)
-        .order_by(Photo.captured_at, Photo.id)))
+    return (select(Photo).join(photo_person, photo_person.c.photo_id == Photo.id)
+            .where(photo_person.c.person_id == person_id, Photo.role.in_(roles), Photo.excluded.is_(False),
+                   Photo.scan_state == ScanState.SCANNED))
+
+
+def deliverable_photos(person_id: int) -> list[Photo]:
+    return list(db.session.scalars(deliverable_query(person_id).order_by(Photo.captured_at, Photo.id)))
+
+
+def is_deliverable_to(photo_id: int, person_id: int) -> bool:
+    return db.session.scalar(deliverable_query(person_id).where(Photo.id == photo_id).limit(1)) is not None
 
 
 def export_names(photos: list[Photo]) -> dict[str, Photo]:
