@@ -162,9 +162,7 @@ def note_batch_problem(batch_id: int, problem: str) -> None:
 
 
 def fail_batch_upload(batch_id: int, reason: str) -> None:
-    batch = db.session.get(Batch, batch_id)
-    batch.move_to(BatchStatus.FAILED, f"({reason})")
-    batch.error = reason
+    db.session.get(Batch, batch_id).fail(reason)
 
 
 def ingest_path(path: Path, label: str | None = None, batch_id: int | None = None) -> int:

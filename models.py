@@ -125,6 +125,12 @@ class Batch(db.Model):
             db.session.add(ProcessingLog(batch=self, message=f"{self.status} -> {status} {note}".strip()))
         self.status = status
 
+    def fail(self, reason: str) -> None:
+        """Stop the batch with a reason people can act on; logged once, at error level."""
+        check_transition(self.status, BatchStatus.FAILED)
+        db.session.add(ProcessingLog(batch=self, level="error", message=f"{self.status} -> failed: {reason}"))
+        self.status, self.error = BatchStatus.FAILED, reason
+
 
 class Photo(db.Model):
     __table_args__ = (sa.UniqueConstraint("batch_id", "original_name"),)

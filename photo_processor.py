@@ -26,7 +26,7 @@ import export
 import storage
 from database import db_commit_with_retry, run_in_transaction
 from extensions import db
-from models import Batch, Photo, ProcessingLog, utcnow
+from models import Batch, Photo, utcnow
 from scanning import ScanResult, prepare_worker, scan_file
 from states import BatchStatus, PhotoRole, ScanState
 
@@ -134,9 +134,8 @@ def fail_batch(batch_id: int, owner: str, reason: str) -> None:
     batch = db.session.get(Batch, batch_id)
     if batch is None or batch.lease_owner != owner or batch.status != BatchStatus.PROCESSING:
         return
-    batch.move_to(BatchStatus.FAILED, f"({reason})")
-    batch.error, batch.lease_owner, batch.lease_expires_at = reason, None, None
-    db.session.add(ProcessingLog(batch_id=batch_id, level="error", message=reason))
+    batch.fail(reason)
+    batch.lease_owner, batch.lease_expires_at = None, None
 
 
 class Processor:
