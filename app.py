@@ -1,4 +1,5 @@
 """Application factory. Importing this module starts nothing and opens nothing."""
+
 import logging
 from pathlib import Path
 
@@ -19,8 +20,12 @@ def engine_options(config: dict) -> dict:
     # REPEATABLE READ turns a lost update into a serialization error, which the retry cures,
     # so read-then-write units behave as they do under SQLite's single writer.
     # lock_timeout makes a blocked statement fail (and be retried) as busy_timeout does on SQLite.
-    return {"pool_pre_ping": True, "pool_size": config["DB_POOL_SIZE"], "isolation_level": "REPEATABLE READ",
-            "connect_args": {"options": f"-c lock_timeout={int(config['DB_BUSY_TIMEOUT_MS'])}"}}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": config["DB_POOL_SIZE"],
+        "isolation_level": "REPEATABLE READ",
+        "connect_args": {"options": f"-c lock_timeout={int(config['DB_BUSY_TIMEOUT_MS'])}"},
+    }
 
 
 def create_app(overrides: dict | None = None) -> Flask:

@@ -1,4 +1,5 @@
 """Batches: receiving photos (from the browser or a folder/zip on disk) and queueing them for the processor."""
+
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -34,8 +35,7 @@ def add_photo(batch_id: int, original_name: str, content_hash: str, size: int) -
 
     The same bytes already kept under another name (in any batch) make this photo a duplicate.
     """
-    existing = db.session.scalar(
-        select(Photo).where(Photo.batch_id == batch_id, Photo.original_name == original_name))
+    existing = db.session.scalar(select(Photo).where(Photo.batch_id == batch_id, Photo.original_name == original_name))
     if existing is not None and existing.content_hash == content_hash:
         return existing
     if existing is not None:
@@ -43,10 +43,18 @@ def add_photo(batch_id: int, original_name: str, content_hash: str, size: int) -
         db.session.delete(existing)
         db.session.flush()
     first = db.session.scalar(
-        select(Photo).where(Photo.content_hash == content_hash, Photo.role.is_distinct_from(PhotoRole.DUPLICATE))
-        .order_by(Photo.id).limit(1))
-    photo = Photo(batch_id=batch_id, original_name=original_name, content_hash=content_hash, size=size,
-                  extension=storage.extension_of(original_name))
+        select(Photo)
+        .where(Photo.content_hash == content_hash, Photo.role.is_distinct_from(PhotoRole.DUPLICATE))
+        .order_by(Photo.id)
+        .limit(1)
+    )
+    photo = Photo(
+        batch_id=batch_id,
+        original_name=original_name,
+        content_hash=content_hash,
+        size=size,
+        extension=storage.extension_of(original_name),
+    )
     if first is not None:
         photo.role = PhotoRole.DUPLICATE
         photo.duplicate_of_id = first.id
@@ -151,9 +159,15 @@ def ingest_zip(batch_id: int, archive: Path, prefix: str = "") -> None:
 def unfinished_ingest(source_path: str) -> int | None:
     """The batch an earlier ingest of this path left before it was ever processed."""
     return db.session.scalar(
-        select(Batch.id).where(Batch.source_path == source_path, Batch.started_at.is_(None),
-                               Batch.status.in_([BatchStatus.UPLOADING, BatchStatus.FAILED]))
-        .order_by(Batch.id.desc()).limit(1))
+        select(Batch.id)
+        .where(
+            Batch.source_path == source_path,
+            Batch.started_at.is_(None),
+            Batch.status.in_([BatchStatus.UPLOADING, BatchStatus.FAILED]),
+        )
+        .order_by(Batch.id.desc())
+        .limit(1)
+    )
 
 
 def note_batch_problem(batch_id: int, problem: str) -> None:

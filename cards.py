@@ -1,4 +1,5 @@
 """QR cards: what a card encodes and how it is drawn (PNG and SVG, the name under the code)."""
+
 import io
 from xml.sax.saxutils import escape
 
@@ -36,13 +37,15 @@ def card_svg_file(code: str, name: str) -> str:
     symbol.save(out, kind="svg", border=2, xmldecl=False, svgns=True, omitsize=True)
     inner = out.getvalue().decode()
     height = size + 9
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {height}" '
-            f'width="{size * 8}" height="{height * 8}">'
-            f'<rect width="100%" height="100%" fill="#fff"/>{inner}'
-            f'<text x="{size / 2}" y="{size + 3.5}" font-family="sans-serif" font-size="3.2" '
-            f'text-anchor="middle">{escape(name)}</text>'
-            f'<text x="{size / 2}" y="{size + 7.5}" font-family="monospace" font-size="2.6" '
-            f'text-anchor="middle">{escape(code)}</text></svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {height}" '
+        f'width="{size * 8}" height="{height * 8}">'
+        f'<rect width="100%" height="100%" fill="#fff"/>{inner}'
+        f'<text x="{size / 2}" y="{size + 3.5}" font-family="sans-serif" font-size="3.2" '
+        f'text-anchor="middle">{escape(name)}</text>'
+        f'<text x="{size / 2}" y="{size + 7.5}" font-family="monospace" font-size="2.6" '
+        f'text-anchor="middle">{escape(code)}</text></svg>'
+    )
 
 
 def card_png(code: str, name: str) -> bytes:

@@ -1,4 +1,5 @@
 """Operator commands: `flask --app app COMMAND`."""
+
 import json
 import secrets
 import shutil
@@ -28,8 +29,17 @@ from users import create_user, has_admin
 
 
 def register(app: Flask) -> None:
-    for command in (backup, verify, stats, checkpoint, create_user_command, ensure_admin,
-                    import_roster, ingest, report):
+    for command in (
+        backup,
+        verify,
+        stats,
+        checkpoint,
+        create_user_command,
+        ensure_admin,
+        import_roster,
+        ingest,
+        report,
+    ):
         app.cli.add_command(command)
 
 
@@ -75,8 +85,12 @@ def backup_postgres(destination: Path) -> None:
         raise click.ClickException("pg_dump is not installed; install postgresql-client")
     url = db.engine.url.set(drivername="postgresql")
     with destination.open("wb") as out:
-        result = subprocess.run(["pg_dump", "--dbname", url.render_as_string(hide_password=False)],
-                                stdout=out, stderr=subprocess.PIPE, check=False)
+        result = subprocess.run(
+            ["pg_dump", "--dbname", url.render_as_string(hide_password=False)],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
     if result.returncode != 0:
         destination.unlink()
         raise click.ClickException(f"pg_dump failed: {result.stderr.decode(errors='replace')}")
@@ -115,8 +129,9 @@ def stats(as_json: bool) -> None:
         click.echo(f"{name:20} {count}")
     click.echo(f"database: {report['backend']}, {report['db_bytes']} bytes, WAL {report['wal_bytes']} bytes")
     last = report["last_hour"]
-    click.echo(f"last hour: {last['retries']} retries, {last['lock_waits']} lock waits, "
-               f"longest {last['max_wait_ms']} ms")
+    click.echo(
+        f"last hour: {last['retries']} retries, {last['lock_waits']} lock waits, longest {last['max_wait_ms']} ms"
+    )
 
 
 @click.command()
@@ -155,8 +170,10 @@ def ensure_admin() -> None:
         return
     password = secrets.token_urlsafe(12)
     db_commit_with_retry(create_user, "admin", password, UserRole.ADMIN)
-    click.echo(f"Created user 'admin' with password: {password}\n"
-               "Change it with: .venv/bin/flask --app app create-user admin --role admin")
+    click.echo(
+        f"Created user 'admin' with password: {password}\n"
+        "Change it with: .venv/bin/flask --app app create-user admin --role admin"
+    )
 
 
 @click.command("import-roster")
@@ -180,8 +197,12 @@ def show_progress(batch_id: int) -> None:
     batch = run_in_transaction(lambda: db.session.get(Batch, batch_id), read_only=True)
     total = max(batch.progress_total, 1)
     filled = int(30 * batch.progress_done / total)
-    click.echo(f"\r{batch.phase or batch.status:8} [{'#' * filled}{'.' * (30 - filled)}] "
-               f"{batch.progress_done}/{batch.progress_total}", err=True, nl=False)
+    click.echo(
+        f"\r{batch.phase or batch.status:8} [{'#' * filled}{'.' * (30 - filled)}] "
+        f"{batch.progress_done}/{batch.progress_total}",
+        err=True,
+        nl=False,
+    )
 
 
 def wait_for(batch_id: int) -> str:

@@ -1,4 +1,5 @@
 """Settings, read once from the environment (and `.env`), each with a default."""
+
 import os
 import secrets
 from pathlib import Path
@@ -56,9 +57,7 @@ class Config:
 
     def __init__(self) -> None:
         self.DATA_DIR = Path(env_str("INTAKE_DATA_DIR", "instance")).resolve()
-        self.SQLALCHEMY_DATABASE_URI = env_str(
-            "DATABASE_URL", f"sqlite:///{self.DATA_DIR / 'intake.sqlite3'}"
-        )
+        self.SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL", f"sqlite:///{self.DATA_DIR / 'intake.sqlite3'}")
         self.SECRET_KEY = os.environ.get("SECRET_KEY") or persistent_secret_key(self.DATA_DIR)
         # Per-statement wait for a lock inside SQLite, then whole-unit retries with backoff.
         self.DB_BUSY_TIMEOUT_MS = env_int("DB_BUSY_TIMEOUT_MS", 5000)

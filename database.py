@@ -8,6 +8,7 @@ Three rules, one place:
 3. A unit of work that still meets a lock is rolled back and *re-run from the start* with capped,
    jittered exponential backoff. Never just commit again after a rollback: that commits nothing.
 """
+
 import contextvars
 import functools
 import itertools
@@ -154,8 +155,9 @@ def _pending_changes(session) -> bool:
     return bool(session.new or session.dirty or session.deleted)
 
 
-def run_in_transaction(unit: Callable[P, R], *args: P.args, read_only: bool = False,
-                       label: str = "", **kwargs: P.kwargs) -> R:
+def run_in_transaction(
+    unit: Callable[P, R], *args: P.args, read_only: bool = False, label: str = "", **kwargs: P.kwargs
+) -> R:
     """Run `unit` and commit; on a transient lock error roll back and run it again, whole.
 
     `unit` must be safe to repeat: it reads what it needs and writes through unique keys or
@@ -204,8 +206,9 @@ def run_in_transaction(unit: Callable[P, R], *args: P.args, read_only: bool = Fa
                 delay = backoff_delay(attempt, config["DB_RETRY_BASE_DELAY"], config["DB_RETRY_MAX_DELAY"])
                 stats.add_retry()
                 retry_waits.append(delay)
-                log.warning("database busy in %s (attempt %d/%d): retrying in %.0f ms",
-                            label, attempt, attempts, delay * 1000)
+                log.warning(
+                    "database busy in %s (attempt %d/%d): retrying in %.0f ms", label, attempt, attempts, delay * 1000
+                )
                 time.sleep(delay)
             except BaseException:
                 session.rollback()
@@ -223,8 +226,11 @@ def upsert(model, key: dict, values: dict) -> None:
     which a get-then-insert would do."""
     insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[db.engine.dialect.name]
     statement = insert(model).values(**key, **values)
-    db.session.execute(statement.on_conflict_do_update(
-        index_elements=list(key), set_={name: statement.excluded[name] for name in values}))
+    db.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(key), set_={name: statement.excluded[name] for name in values}
+        )
+    )
 
 
 def db_commit_with_retry(unit: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -237,7 +243,8 @@ def db_retry(view: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        return run_in_transaction(view, *args, read_only=request.method in SAFE_METHODS,
-                                  label=request.endpoint or view.__name__, **kwargs)
+        return run_in_transaction(
+            view, *args, read_only=request.method in SAFE_METHODS, label=request.endpoint or view.__name__, **kwargs
+        )
 
     return wrapper

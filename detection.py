@@ -48,8 +48,9 @@ def draft_for_detection(image: Image.Image) -> bool:
     return image.size != full_size
 
 
-def decode_qr_texts(source: Image.Image | bytes | str | os.PathLike,
-                    *, full_image: ImageLoader | None = None) -> tuple[str, ...]:
+def decode_qr_texts(
+    source: Image.Image | bytes | str | os.PathLike, *, full_image: ImageLoader | None = None
+) -> tuple[str, ...]:
     """Texts of the QR codes in `source`, deduplicated and sorted.
 
     `source` is an image (possibly a JPEG draft) or the bytes or path of an image file. `full_image` returns

@@ -235,11 +235,7 @@ class DriveClient:
         self, path: str, name: str, parent_id: str, sha256: str, md5: str, properties: dict[str, str] | None = None
     ) -> str:
         """Upload path into parent_id unless that content is there already; returns the file id."""
-        metadata = {
-            "name": name,
-            "parents": [parent_id],
-            "appProperties": {**(properties or {}), SHA256_KEY: sha256},
-        }
+        metadata = {"name": name, "parents": [parent_id], "appProperties": {**(properties or {}), SHA256_KEY: sha256}}
         for _ in range(SESSION_RESTARTS):
             if existing := self.find_file(parent_id, sha256):
                 return existing.id

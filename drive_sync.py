@@ -4,6 +4,7 @@ Network calls never run inside a database transaction: a plan is read, Drive is 
 each result is committed on its own. DriveItem rows remember which file on Drive holds which
 (photo, person), so a re-assigned photo is moved rather than uploaded twice.
 """
+
 import logging
 from dataclasses import dataclass
 
@@ -25,9 +26,13 @@ STATUS_KEY = "drive_status"
 def settings() -> drive.DriveSettings:
     config = current_app.config
     return drive.DriveSettings(
-        root_folder_id=config["DRIVE_ROOT_FOLDER_ID"], credentials_file=config["DRIVE_CREDENTIALS_FILE"],
-        credentials_type=config["DRIVE_CREDENTIALS_TYPE"], subject=config["DRIVE_SUBJECT"],
-        root_url=config["DRIVE_ROOT_URL"], chunk_size=config["DRIVE_CHUNK_BYTES"])
+        root_folder_id=config["DRIVE_ROOT_FOLDER_ID"],
+        credentials_file=config["DRIVE_CREDENTIALS_FILE"],
+        credentials_type=config["DRIVE_CREDENTIALS_TYPE"],
+        subject=config["DRIVE_SUBJECT"],
+        root_url=config["DRIVE_ROOT_URL"],
+        chunk_size=config["DRIVE_CHUNK_BYTES"],
+    )
 
 
 def set_status(state: str, message: str = "") -> None:
@@ -42,9 +47,13 @@ def status() -> dict:
 
 
 def people_to_sync() -> list[tuple[int, int]]:
-    return list(db.session.execute(
-        select(Person.id, Person.delivery_version)
-        .where(Person.delivery_version != Person.synced_version).order_by(Person.id)).tuples())
+    return list(
+        db.session.execute(
+            select(Person.id, Person.delivery_version)
+            .where(Person.delivery_version != Person.synced_version)
+            .order_by(Person.id)
+        ).tuples()
+    )
 
 
 @dataclass(frozen=True)
@@ -84,15 +93,25 @@ def sync_plan(person_id: int) -> SyncPlan:
     """What should be in the person's folder, what we put there before, and files of photos
     re-assigned to them from someone else (to move, not upload again)."""
     person = db.session.get(Person, person_id)
-    wanted = {name: Planned(p.id, str(storage.original_path(p.content_hash, p.extension)))
-              for name, p in export_names(deliverable_photos(person_id)).items()}
-    items = {item.photo_id: placed(item) for item in
-             db.session.scalars(select(DriveItem).where(DriveItem.person_id == person_id))}
+    wanted = {
+        name: Planned(p.id, str(storage.original_path(p.content_hash, p.extension)))
+        for name, p in export_names(deliverable_photos(person_id)).items()
+    }
+    items = {
+        item.photo_id: placed(item)
+        for item in db.session.scalars(select(DriveItem).where(DriveItem.person_id == person_id))
+    }
     wanted_ids = {w.photo_id for w in wanted.values()}
     arriving = wanted_ids - set(items)
-    movable = {item.photo_id: placed(item) for item in db.session.scalars(select(DriveItem).where(
-        DriveItem.photo_id.in_(arriving), DriveItem.person_id != person_id, DriveItem.state == SyncState.SYNCED))
-        if not is_deliverable_to(item.photo_id, item.person_id)}
+    movable = {
+        item.photo_id: placed(item)
+        for item in db.session.scalars(
+            select(DriveItem).where(
+                DriveItem.photo_id.in_(arriving), DriveItem.person_id != person_id, DriveItem.state == SyncState.SYNCED
+            )
+        )
+        if not is_deliverable_to(item.photo_id, item.person_id)
+    }
     leaving = set(items) - wanted_ids
     handed_over = {photo_id for photo_id in leaving if is_delivered_to_someone_else(photo_id, person_id)}
     return SyncPlan(person.code, folder_name(person), person.drive_folder_id, wanted, items, movable, handed_over)
@@ -108,11 +127,23 @@ def record_folder(person_id: int, folder_id: str) -> None:
     db.session.get(Person, person_id).drive_folder_id = folder_id
 
 
-def record_item(photo_id: int, person_id: int, file_id: str | None, folder_id: str | None, md5: str | None,
-                error: str | None = None, item_id: int | None = None) -> None:
+def record_item(
+    photo_id: int,
+    person_id: int,
+    file_id: str | None,
+    folder_id: str | None,
+    md5: str | None,
+    error: str | None = None,
+    item_id: int | None = None,
+) -> None:
     """Upsert the DriveItem for (photo, person); item_id re-points a moved file's row to its new owner."""
-    item = db.session.get(DriveItem, item_id) if item_id else db.session.scalar(
-        select(DriveItem).where(DriveItem.photo_id == photo_id, DriveItem.person_id == person_id))
+    item = (
+        db.session.get(DriveItem, item_id)
+        if item_id
+        else db.session.scalar(
+            select(DriveItem).where(DriveItem.photo_id == photo_id, DriveItem.person_id == person_id)
+        )
+    )
     if item is None:
         item = DriveItem(photo_id=photo_id, person_id=person_id, state=SyncState.PENDING, attempts=0)
         db.session.add(item)
@@ -154,8 +185,9 @@ def sync_person(client: drive.DriveClient, root_id: str, person_id: int, version
             moved = plan.movable.get(photo.photo_id)
             if moved is not None and moved.file_id:
                 client.move(moved.file_id, folder_id)
-                db_commit_with_retry(record_item, photo.photo_id, person_id, moved.file_id, folder_id, moved.md5,
-                                     item_id=moved.item_id)
+                db_commit_with_retry(
+                    record_item, photo.photo_id, person_id, moved.file_id, folder_id, moved.md5, item_id=moved.item_id
+                )
                 continue
             sha256, md5 = drive.file_digests(photo.path)
             file_id = client.upload(photo.path, name, folder_id, sha256, md5, {"intake_photo": str(photo.photo_id)})
@@ -198,6 +230,7 @@ def sync_pending() -> int:
         log.error("Drive sync stopped: %s", error)
         db_commit_with_retry(set_status, "error", str(error))
         return done
-    db_commit_with_retry(set_status, "ok" if done == len(pending) else "retrying",
-                         f"{done} of {len(pending)} people synced")
+    db_commit_with_retry(
+        set_status, "ok" if done == len(pending) else "retrying", f"{done} of {len(pending)} people synced"
+    )
     return done

@@ -3,6 +3,7 @@
 Idempotent: the folder is made to match the database. Running it twice changes nothing; a photo
 re-assigned in review moves; a folder exists only while its person has photos to deliver.
 """
+
 import csv
 import errno
 import io
@@ -41,9 +42,16 @@ def deliverable_query(person_id: int) -> Select:
     roles = [PhotoRole.PHOTO]
     if current_app.config.get("EXPORT_CARDS"):
         roles.append(PhotoRole.SEPARATOR)
-    return (select(Photo).join(photo_person, photo_person.c.photo_id == Photo.id)
-            .where(photo_person.c.person_id == person_id, Photo.role.in_(roles), Photo.excluded.is_(False),
-                   Photo.scan_state == ScanState.SCANNED))
+    return (
+        select(Photo)
+        .join(photo_person, photo_person.c.photo_id == Photo.id)
+        .where(
+            photo_person.c.person_id == person_id,
+            Photo.role.in_(roles),
+            Photo.excluded.is_(False),
+            Photo.scan_state == ScanState.SCANNED,
+        )
+    )
 
 
 def deliverable_photos(person_id: int) -> list[Photo]:
@@ -73,11 +81,17 @@ def export_names(photos: list[Photo]) -> dict[str, Photo]:
 
 def manifest_rows(names: dict[str, Photo]) -> list[dict]:
     return [
-        {"file": name, "sha256": p.content_hash,
-         "captured_at": p.captured_at.isoformat() if p.captured_at else "",
-         "camera": p.camera_key or "", "batch": p.batch_id, "original_name": p.original_name}
-        for name, p in sorted(names.items(), key=lambda item: (item[1].captured_at is None,
-                                                               item[1].captured_at, item[0]))
+        {
+            "file": name,
+            "sha256": p.content_hash,
+            "captured_at": p.captured_at.isoformat() if p.captured_at else "",
+            "camera": p.camera_key or "",
+            "batch": p.batch_id,
+            "original_name": p.original_name,
+        }
+        for name, p in sorted(
+            names.items(), key=lambda item: (item[1].captured_at is None, item[1].captured_at, item[0])
+        )
     ]
 
 
@@ -173,9 +187,13 @@ def export_person(person: Person) -> int:
 
 
 def people_to_export() -> list[tuple[int, int]]:
-    return list(db.session.execute(
-        select(Person.id, Person.delivery_version)
-        .where(Person.delivery_version != Person.exported_version).order_by(Person.id)).tuples())
+    return list(
+        db.session.execute(
+            select(Person.id, Person.delivery_version)
+            .where(Person.delivery_version != Person.exported_version)
+            .order_by(Person.id)
+        ).tuples()
+    )
 
 
 def record_export(person_id: int, version: int) -> None:
@@ -186,7 +204,6 @@ def export_pending() -> int:
     """Export everyone whose photos changed since their last export; return files changed."""
     changed = 0
     for person_id, version in run_in_transaction(people_to_export, read_only=True):
-        changed += run_in_transaction(lambda pid=person_id: export_person(db.session.get(Person, pid)),
-                                      read_only=True)
+        changed += run_in_transaction(lambda pid=person_id: export_person(db.session.get(Person, pid)), read_only=True)
         db_commit_with_retry(record_export, person_id, version)
     return changed

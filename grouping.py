@@ -106,10 +106,7 @@ def natural_key(path: str) -> tuple[tuple[str | int, ...], ...]:
     """Sort key for a relative path: folder by folder, digit runs compared as numbers."""
     # re.split with a group alternates text and digits, so ints only meet ints.
     return tuple(
-        tuple(
-            int(part) if i % 2 else part.casefold()
-            for i, part in enumerate(re.split(r"(\d+)", segment))
-        )
+        tuple(int(part) if i % 2 else part.casefold() for i, part in enumerate(re.split(r"(\d+)", segment)))
         for segment in path.split("/")
     )
 
@@ -125,20 +122,13 @@ def order_frames(frames: Iterable[Frame]) -> dict[str | None, list[Frame]]:
     for frame in frames:
         sequences[sequence_of(frame)].append(frame)
     cameras = sorted(sequences, key=lambda camera: (camera is None, camera or ""))
-    return {
-        camera: sorted(sequences[camera], key=_shooting_order) for camera in cameras
-    }
+    return {camera: sorted(sequences[camera], key=_shooting_order) for camera in cameras}
 
 
 def _shooting_order(frame: Frame) -> tuple[object, ...]:
     # Only a camera's own clock is comparable, so the None sequence goes by path alone.
     when = frame.captured_at if sequence_of(frame) is not None else None
-    return (
-        when or datetime.min,
-        natural_key(frame.filename),
-        frame.filename,
-        frame.photo_id,
-    )
+    return (when or datetime.min, natural_key(frame.filename), frame.filename, frame.photo_id)
 
 
 def group_batch(
@@ -152,23 +142,14 @@ def group_batch(
 
     ``resolve(code)`` is the registered person's code for a card code or alias, else None.
     """
-    card_fixes = {
-        fix.photo_id: fix for fix in corrections if fix.kind in ("card", "not_card")
-    }
-    assigned = {
-        fix.photo_id: fix.code
-        for fix in corrections
-        if fix.kind == "assign" and fix.code
-    }
+    card_fixes = {fix.photo_id: fix for fix in corrections if fix.kind in ("card", "not_card")}
+    assigned = {fix.photo_id: fix.code for fix in corrections if fix.kind == "assign" and fix.code}
     excluded = {fix.photo_id for fix in corrections if fix.kind == "exclude"}
 
     assignments = []
     usable = [frame for frame in frames if frame.usable]
     for camera, sequence in order_frames(usable).items():
-        cards = [
-            _card_codes(frame, card_fixes.get(frame.photo_id), card_pattern, resolve)
-            for frame in sequence
-        ]
+        cards = [_card_codes(frame, card_fixes.get(frame.photo_id), card_pattern, resolve) for frame in sequence]
         for assignment in _walk_runs(camera, sequence, cards, resolve):
             photo_id = assignment.photo_id
             if photo_id in assigned:
@@ -177,9 +158,7 @@ def group_batch(
     return assignments
 
 
-def _card_codes(
-    frame: Frame, fix: Correction | None, card_pattern: str, resolve: Resolve
-) -> tuple[str, ...]:
+def _card_codes(frame: Frame, fix: Correction | None, card_pattern: str, resolve: Resolve) -> tuple[str, ...]:
     """A frame's distinct card codes, after its card correction; empty: a normal photo."""
     if fix is not None:
         return (fix.code,) if fix.kind == "card" and fix.code else ()
@@ -194,10 +173,7 @@ def _card_codes(
 
 
 def _walk_runs(
-    camera: str | None,
-    sequence: list[Frame],
-    cards: list[tuple[str, ...]],
-    resolve: Resolve,
+    camera: str | None, sequence: list[Frame], cards: list[tuple[str, ...]], resolve: Resolve
 ) -> Iterator[Assignment]:
     """Each card starts a run; every other frame joins the latest run."""
     run = None
@@ -206,12 +182,7 @@ def _walk_runs(
             run = _run_of(codes, resolve)
             yield _in_run(frame.photo_id, "separator", run)
         elif run is None:
-            yield Assignment(
-                frame.photo_id,
-                "unassigned",
-                needs_review=True,
-                reason=_before_first_card(camera),
-            )
+            yield Assignment(frame.photo_id, "unassigned", needs_review=True, reason=_before_first_card(camera))
         else:
             yield _in_run(frame.photo_id, "photo", run)
 
@@ -232,15 +203,9 @@ def _assigned_to(photo_id: int, code: str, resolve: Resolve) -> Assignment:
 
 
 def _in_run(photo_id: int, role: Role, run: _Run) -> Assignment:
-    return Assignment(
-        photo_id, role, run.people, run.group, run.reason is not None, run.reason
-    )
+    return Assignment(photo_id, role, run.people, run.group, run.reason is not None, run.reason)
 
 
 def _before_first_card(camera: str | None) -> str:
-    where = (
-        f"camera {camera}"
-        if camera is not None
-        else "the photos without camera or capture time"
-    )
+    where = f"camera {camera}" if camera is not None else "the photos without camera or capture time"
     return f"before the first card of {where}"

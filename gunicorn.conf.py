@@ -1,4 +1,5 @@
 """gunicorn settings, from the environment. `gunicorn -c gunicorn.conf.py`."""
+
 import os
 
 wsgi_app = "app:create_app()"

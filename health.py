@@ -1,4 +1,5 @@
 """The data layer's health, for the dashboard, the API and `flask stats`."""
+
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,14 +44,9 @@ def lock_events_since(hours: float = 1.0) -> dict:
 
 def table_counts() -> dict[str, int]:
     return {
-        table.name: db.session.scalar(select(func.count()).select_from(table))
-        for table in db.metadata.sorted_tables
+        table.name: db.session.scalar(select(func.count()).select_from(table)) for table in db.metadata.sorted_tables
     }
 
 
 def data_layer_health() -> dict:
-    return {
-        "backend": db.engine.dialect.name,
-        **file_sizes(),
-        "last_hour": lock_events_since(1.0),
-    }
+    return {"backend": db.engine.dialect.name, **file_sizes(), "last_hour": lock_events_since(1.0)}

@@ -1,4 +1,5 @@
 """The data model of the whole product. The schema changes only through migrations."""
+
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -8,15 +9,7 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from extensions import db
-from states import (
-    BatchStatus,
-    PersonSource,
-    PhotoRole,
-    ScanState,
-    SyncState,
-    UserRole,
-    check_transition,
-)
+from states import BatchStatus, PersonSource, PhotoRole, ScanState, SyncState, UserRole, check_transition
 
 
 def utcnow() -> datetime:
@@ -27,8 +20,14 @@ def utcnow() -> datetime:
 def enum_column(enum_type, **kwargs) -> Mapped[Any]:
     # Stored as plain strings: portable, and a new state needs no ALTER TYPE.
     return mapped_column(
-        sa.Enum(enum_type, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e],
-                validate_strings=True, create_constraint=False),
+        sa.Enum(
+            enum_type,
+            native_enum=False,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+            create_constraint=False,
+        ),
         **kwargs,
     )
 

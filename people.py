@@ -1,4 +1,5 @@
 """People as staff see them: search, who still has no photos, badges to print."""
+
 import itertools
 
 from flask_sqlalchemy.pagination import Pagination
@@ -13,16 +14,20 @@ BADGES_PER_SHEET = 12  # 3 x 4, on A4 and on Letter alike
 
 
 def group_names() -> list[str]:
-    return list(db.session.scalars(
-        select(Person.group_name).where(Person.group_name.is_not(None)).distinct().order_by(Person.group_name)))
+    return list(
+        db.session.scalars(
+            select(Person.group_name).where(Person.group_name.is_not(None)).distinct().order_by(Person.group_name)
+        )
+    )
 
 
 def people_query(search: str = "", group: str = "") -> Select:
     """People whose name or code contains `search`, in `group` if given; by group, then name."""
     query = select(Person).order_by(Person.group_name.asc().nulls_last(), Person.name, Person.code)
     if search:
-        query = query.where(Person.name.icontains(search, autoescape=True)
-                            | Person.code.icontains(search, autoescape=True))
+        query = query.where(
+            Person.name.icontains(search, autoescape=True) | Person.code.icontains(search, autoescape=True)
+        )
     if group:
         query = query.where(Person.group_name == group)
     return query
@@ -43,8 +48,12 @@ def people_in(group: str = "") -> list[Person]:
 
 def missing_people(group: str = "") -> list[Person]:
     """People without a deliverable photo: a card shot alone, or only excluded photos, is not a photo."""
-    has_photo = exists().where(photo_person.c.person_id == Person.id, photo_person.c.photo_id == Photo.id,
-                               Photo.role == PhotoRole.PHOTO, Photo.excluded.is_(False))
+    has_photo = exists().where(
+        photo_person.c.person_id == Person.id,
+        photo_person.c.photo_id == Photo.id,
+        Photo.role == PhotoRole.PHOTO,
+        Photo.excluded.is_(False),
+    )
     return list(db.session.scalars(people_query(group=group).where(~has_photo)))
 
 
@@ -54,6 +63,5 @@ def badge_sheets(people: list[Person], per_sheet: int = BADGES_PER_SHEET) -> lis
     sheets = []
     for _, members in itertools.groupby(people, key=lambda person: person.group_name):
         members = list(members)
-        sheets += [members[start:start + per_sheet] for start in range(0, len(members), per_sheet)]
+        sheets += [members[start : start + per_sheet] for start in range(0, len(members), per_sheet)]
     return sheets
-

@@ -4,6 +4,7 @@ Claims are leases in the database, so several gunicorn workers or hosts never pr
 twice, and a killed worker's batch is taken over once its lease runs out. Every step commits
 through `db_commit_with_retry`; scan results are stored per photo, so a restart resumes.
 """
+
 import fcntl
 import logging
 import multiprocessing
@@ -47,8 +48,9 @@ def default_owner() -> str:
 def claim_next_batch(owner: str, lease_seconds: int, only_batch: int | None = None) -> int | None:
     """Take the oldest queued batch, or one whose processor stopped renewing its lease."""
     now = utcnow()
-    claimable = or_(Batch.status == BatchStatus.QUEUED,
-                    and_(Batch.status == BatchStatus.PROCESSING, Batch.lease_expires_at < now))
+    claimable = or_(
+        Batch.status == BatchStatus.QUEUED, and_(Batch.status == BatchStatus.PROCESSING, Batch.lease_expires_at < now)
+    )
     query = select(Batch).where(claimable).order_by(Batch.queued_at, Batch.id).limit(1)
     if only_batch is not None:
         query = query.where(Batch.id == only_batch)
@@ -107,15 +109,20 @@ def record_scans(batch_id: int, owner: str, lease_seconds: int, results: list[tu
             apply_scan(photo, result)
     db.session.flush()
     batch.progress_done = db.session.scalar(
-        select(func.count()).where(Photo.batch_id == batch_id, Photo.scan_state != ScanState.PENDING))
+        select(func.count()).where(Photo.batch_id == batch_id, Photo.scan_state != ScanState.PENDING)
+    )
 
 
 def pending_scans(batch_id: int) -> list[tuple[int, Path, Path]]:
     rows = db.session.execute(
         select(Photo.id, Photo.content_hash, Photo.extension)
-        .where(Photo.batch_id == batch_id, Photo.scan_state == ScanState.PENDING,
-               Photo.role.is_distinct_from(PhotoRole.DUPLICATE))
-        .order_by(Photo.id)).all()
+        .where(
+            Photo.batch_id == batch_id,
+            Photo.scan_state == ScanState.PENDING,
+            Photo.role.is_distinct_from(PhotoRole.DUPLICATE),
+        )
+        .order_by(Photo.id)
+    ).all()
     return [(pid, storage.original_path(h, ext), storage.thumbnail_path(h)) for pid, h, ext in rows]
 
 
@@ -152,8 +159,9 @@ class Processor:
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn: forking a threaded gunicorn worker can copy held locks into the child.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=prepare_worker)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=prepare_worker
+            )
         return self._pool
 
     def close(self) -> None:
@@ -216,8 +224,9 @@ class Processor:
 
     def scan(self, batch_id: int) -> None:
         jobs = run_in_transaction(pending_scans, batch_id, read_only=True)
-        total = run_in_transaction(lambda: db.session.scalar(
-            select(func.count()).where(Photo.batch_id == batch_id)), read_only=True)
+        total = run_in_transaction(
+            lambda: db.session.scalar(select(func.count()).where(Photo.batch_id == batch_id)), read_only=True
+        )
         db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, "scan", total - len(jobs), total)
         pool = self.pool()
         running: dict[Future, int] = {pool.submit(scan_file, src, thumb): pid for pid, src, thumb in jobs}
@@ -230,8 +239,9 @@ class Processor:
                 for future in running:
                     future.cancel()
                 running.clear()
-            if ready and (len(ready) >= COMMIT_EVERY or not running
-                          or time.monotonic() - last_commit >= COMMIT_SECONDS):
+            if ready and (
+                len(ready) >= COMMIT_EVERY or not running or time.monotonic() - last_commit >= COMMIT_SECONDS
+            ):
                 db_commit_with_retry(record_scans, batch_id, self.owner, self.lease, ready)
                 ready, last_commit = [], time.monotonic()
         if self.stop_event.is_set():
@@ -282,8 +292,9 @@ def _run_with_host_lock(processor: Processor) -> None:
             except BlockingIOError:
                 processor.stop_event.wait(processor.app.config["PROCESSOR_POLL_SECONDS"])
                 continue
-            syncer = threading.Thread(target=run_drive_sync, args=(processor.app, processor.stop_event),
-                                      name="intake-drive", daemon=True)
+            syncer = threading.Thread(
+                target=run_drive_sync, args=(processor.app, processor.stop_event), name="intake-drive", daemon=True
+            )
             syncer.start()
             with processor.app.app_context():
                 storage.sweep_incoming()

@@ -1,4 +1,5 @@
 """People: registering them, finding them, giving each a card code."""
+
 import secrets
 
 from sqlalchemy import func, select
@@ -71,17 +72,24 @@ def set_registration_fields(labels: list[str]) -> None:
     upsert(Setting, {"key": REGISTRATION_FIELDS}, {"value": labels})
 
 
-def register_person(name: str, email: str, group: str | None, consent: bool,
-                    extra: dict | None = None) -> tuple[Person, bool]:
+def register_person(
+    name: str, email: str, group: str | None, consent: bool, extra: dict | None = None
+) -> tuple[Person, bool]:
     """Return (person, created). The same email registers once: the existing card is offered back."""
     if not registration_is_open():
         raise RegistrationClosed("Registration is closed.")
     existing = find_by_email(email)
     if existing is not None:
         return existing, False
-    person = Person(code=new_code(), name=name.strip(), email=normalize_email(email),
-                    group_name=(group or "").strip() or None, consent=consent,
-                    source=PersonSource.REGISTERED, extra=extra or {})
+    person = Person(
+        code=new_code(),
+        name=name.strip(),
+        email=normalize_email(email),
+        group_name=(group or "").strip() or None,
+        consent=consent,
+        source=PersonSource.REGISTERED,
+        extra=extra or {},
+    )
     db.session.add(person)
     db.session.flush()
     return person, True

@@ -1,4 +1,5 @@
 """The batch report: the contract `flask ingest --json` and `flask report --json` print."""
+
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -30,9 +31,10 @@ def batch_report(batch_id: int) -> dict | None:
     batch = db.session.get(Batch, batch_id)
     if batch is None:
         return None
-    photos = sorted(db.session.scalars(
-        select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people))),
-        key=lambda p: (natural_key(p.original_name), p.id))  # IMG_2 before IMG_10, as a person reads them
+    photos = sorted(
+        db.session.scalars(select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people))),
+        key=lambda p: (natural_key(p.original_name), p.id),
+    )  # IMG_2 before IMG_10, as a person reads them
     originals = {p.duplicate_of_id for p in photos if p.duplicate_of_id}
     names = dict(db.session.execute(select(Photo.id, Photo.original_name).where(Photo.id.in_(originals))).all())
     return {"batch": batch.id, "status": str(batch.status), "photos": [photo_entry(p, names) for p in photos]}

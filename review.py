@@ -1,4 +1,5 @@
 """Review: manual corrections on top of the automatic grouping, each audited and undoable."""
+
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -21,18 +22,25 @@ class ReviewError(ValueError):
 
 
 def photo_state(photo: Photo) -> dict:
-    return {"role": str(photo.role) if photo.role else None, "people": [p.code for p in photo.people],
-            "group": photo.group_key, "excluded": photo.excluded, "needs_review": photo.needs_review}
+    return {
+        "role": str(photo.role) if photo.role else None,
+        "people": [p.code for p in photo.people],
+        "group": photo.group_key,
+        "excluded": photo.excluded,
+        "needs_review": photo.needs_review,
+    }
 
 
 def audit(user_id: int | None, action: str, entity: str, entity_id: int, before, after) -> None:
-    db.session.add(AuditLog(user_id=user_id, action=action, entity=entity, entity_id=entity_id,
-                            before=before, after=after))
+    db.session.add(
+        AuditLog(user_id=user_id, action=action, entity=entity, entity_id=entity_id, before=before, after=after)
+    )
 
 
 def batch_photos(batch_id: int, photo_ids: list[int]) -> list[Photo]:
-    photos = list(db.session.scalars(
-        select(Photo).where(Photo.batch_id == batch_id, Photo.id.in_(photo_ids)).order_by(Photo.id)))
+    photos = list(
+        db.session.scalars(select(Photo).where(Photo.batch_id == batch_id, Photo.id.in_(photo_ids)).order_by(Photo.id))
+    )
     if not photos or len(photos) != len(set(photo_ids)):
         raise ReviewError("Some of the selected photos are not in this batch.")
     return photos
@@ -56,8 +64,7 @@ def correct(batch_id: int, photo_ids: list[int], kind: str, code: str | None, us
     photos = batch_photos(batch_id, photo_ids)
     before = {p.id: photo_state(p) for p in photos}
     for photo in photos:
-        db.session.add(Correction(batch_id=batch_id, photo_id=photo.id, kind=kind, code=code,
-                                  created_by_id=user_id))
+        db.session.add(Correction(batch_id=batch_id, photo_id=photo.id, kind=kind, code=code, created_by_id=user_id))
     db.session.flush()
     assign.regroup_batch(batch_id)
     for photo in photos:
@@ -102,8 +109,9 @@ class CameraView:
 
 def review_view(batch_id: int) -> tuple[list[Photo], list[CameraView], list[Correction]]:
     """Problems first (rejected, unassigned, unknown codes), then each camera's runs in shooting order."""
-    photos = list(db.session.scalars(
-        select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people))))
+    photos = list(
+        db.session.scalars(select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people)))
+    )
     frames = [assign.frame_of(p) for p in photos]
     by_id = {p.id: p for p in photos}
     ordered = grouping.order_frames(frames)
@@ -112,8 +120,9 @@ def review_view(batch_id: int) -> tuple[list[Photo], list[CameraView], list[Corr
     for camera, sequence in ordered.items():
         runs = groupby((by_id[f.photo_id] for f in sequence), key=lambda p: p.group_key or "(before the first card)")
         cameras.append(CameraView(camera or "no camera / no time", [(key, list(run)) for key, run in runs]))
-    corrections = list(db.session.scalars(
-        select(Correction).where(Correction.batch_id == batch_id).order_by(Correction.id.desc())))
+    corrections = list(
+        db.session.scalars(select(Correction).where(Correction.batch_id == batch_id).order_by(Correction.id.desc()))
+    )
     return problems, cameras, corrections
 
 
@@ -127,14 +136,23 @@ def rescan_batch(batch_id: int) -> None:
 
 def redeliver_batch(batch_id: int) -> None:
     """Export and sync everyone in the batch again; both are idempotent, so only differences move."""
-    people = set(db.session.scalars(
-        select(photo_person.c.person_id).join(Photo, Photo.id == photo_person.c.photo_id)
-        .where(Photo.batch_id == batch_id)))
+    people = set(
+        db.session.scalars(
+            select(photo_person.c.person_id)
+            .join(Photo, Photo.id == photo_person.c.photo_id)
+            .where(Photo.batch_id == batch_id)
+        )
+    )
     assign.mark_for_delivery(people)
 
 
 def person_photos(person: Person) -> list[Photo]:
-    return list(db.session.scalars(
-        select(Photo).join(photo_person, photo_person.c.photo_id == Photo.id)
-        .where(photo_person.c.person_id == person.id).options(selectinload(Photo.batch))
-        .order_by(Photo.captured_at, Photo.id)))
+    return list(
+        db.session.scalars(
+            select(Photo)
+            .join(photo_person, photo_person.c.photo_id == Photo.id)
+            .where(photo_person.c.person_id == person.id)
+            .options(selectinload(Photo.batch))
+            .order_by(Photo.captured_at, Photo.id)
+        )
+    )

@@ -1,4 +1,5 @@
 """Roster import: a school's or club's list of people, as CSV (Excel exports included)."""
+
 import csv
 import io
 import re

@@ -43,9 +43,15 @@ _BODY_SERIAL, _DNG_CAMERA_SERIAL = 0xA431, 0xC62F
 _CAPTURE_TAGS = ((0x9003, 0x9291), (0x9004, 0x9292), (_DATETIME, 0x9290))
 _EXIF_DATE = re.compile(r"(\d{4})[:-](\d\d)[:-](\d\d)[ T](\d\d):(\d\d):(\d\d)")
 # EXIF orientation -> the transpose that shows the image upright (as PIL.ImageOps.exif_transpose does).
-_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-            7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -222,9 +228,11 @@ def _write_atomically(image: Image.Image, path: Path) -> None:
         raise
 
 
-def scan_files(paths: Iterable[str | os.PathLike], workers: int = 2,
-               thumb_for: Callable[[str | os.PathLike], str | os.PathLike | None] | None = None,
-               ) -> Iterator[tuple[str | os.PathLike, ScanResult]]:
+def scan_files(
+    paths: Iterable[str | os.PathLike],
+    workers: int = 2,
+    thumb_for: Callable[[str | os.PathLike], str | os.PathLike | None] | None = None,
+) -> Iterator[tuple[str | os.PathLike, ScanResult]]:
     """Scan many files on `workers` processes, yielding (path, result) as each finishes.
 
     `thumb_for(path)` names the thumbnail to write (or None); it runs here, not in the workers. workers=1
@@ -235,8 +243,9 @@ def scan_files(paths: Iterable[str | os.PathLike], workers: int = 2,
         for path, thumb in jobs:
             yield path, scan_file(path, thumb)
         return
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=prepare_worker)
+    executor = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=prepare_worker
+    )
     try:
         pending = {executor.submit(scan_file, path, thumb): path for path, thumb in jobs}
         while pending:

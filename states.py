@@ -3,6 +3,7 @@
 States are explicit so work can be re-run: a finished batch can be queued again, a scanned photo
 re-scanned, a synced photo synced again after it moved. One place says what is allowed.
 """
+
 from enum import StrEnum
 
 

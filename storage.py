@@ -1,5 +1,6 @@
 """Where files live under the data directory. Originals are stored by content hash; no client
 ever names a path on our disk."""
+
 import contextlib
 import errno
 import hashlib

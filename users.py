@@ -1,4 +1,5 @@
 """Staff accounts and logging in."""
+
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -52,8 +53,10 @@ class TooManyAttempts(Exception):
 def check_login_rate(username: str, ip: str) -> None:
     since = utcnow() - FAILURE_WINDOW
     recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
-    if (db.session.scalar(recent.where(LoginAttempt.username == username)) >= MAX_FAILURES_PER_USER
-            or db.session.scalar(recent.where(LoginAttempt.ip == ip)) >= MAX_FAILURES_PER_IP):
+    if (
+        db.session.scalar(recent.where(LoginAttempt.username == username)) >= MAX_FAILURES_PER_USER
+        or db.session.scalar(recent.where(LoginAttempt.ip == ip)) >= MAX_FAILURES_PER_IP
+    ):
         raise TooManyAttempts("Too many failed logins. Please wait 15 minutes and try again.")
 
 

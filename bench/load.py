@@ -4,6 +4,7 @@
 
 Loopback only, bounded by --deadline seconds. Uses the same clients as tests/test_load.py.
 """
+
 import argparse
 import contextlib
 import json
@@ -36,8 +37,9 @@ def shoot(folder: Path, count: int, size: tuple[int, int]) -> list[Path]:
 
 
 def migrate(env: dict) -> None:
-    subprocess.run([str(VENV_BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=REPO, env=env, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [str(VENV_BIN / "flask"), "--app", "app", "db", "upgrade"], cwd=REPO, env=env, check=True, capture_output=True
+    )
 
 
 def main() -> None:
@@ -75,22 +77,29 @@ def run(data_dir: Path, url: str, tmp_path: Path, uploads, args) -> None:
                 finished["at"] = time.perf_counter() - started
             return "at" in finished
 
-        tally, upload_batch, elapsed = run_load(server.url, USER, uploads, Load(pollers=args.pollers),
-                                                done, args.deadline)
+        tally, upload_batch, elapsed = run_load(
+            server.url, USER, uploads, Load(pollers=args.pollers), done, args.deadline
+        )
         stats = json.loads(server.flask("stats", "--json").stdout)
         uploaded = server.report(upload_batch)
         log = server.log.read_text()
     p50, p99 = tally.poll_percentiles()
     print(f"backend            {stats['backend']}")
-    print(f"requests           {tally.requests} in {elapsed:.0f}s; 5xx {tally.server_errors}; "
-          f"'database is locked' seen {tally.lock_messages + log.count('database is locked')}")
+    print(
+        f"requests           {tally.requests} in {elapsed:.0f}s; 5xx {tally.server_errors}; "
+        f"'database is locked' seen {tally.lock_messages + log.count('database is locked')}"
+    )
     print(f"dashboard polls    {len(tally.poll_seconds)}; p50 {p50 * 1000:.0f} ms; p99 {p99 * 1000:.0f} ms")
     print(f"processing         {args.photos} photos in {finished.get('at', float('nan')):.0f}s")
-    print(f"uploads            {len(tally.uploaded)}/{args.uploads} stored once each "
-          f"({len(uploaded['photos'])} rows in the batch)")
+    print(
+        f"uploads            {len(tally.uploaded)}/{args.uploads} stored once each "
+        f"({len(uploaded['photos'])} rows in the batch)"
+    )
     print(f"registrations      {len(tally.statuses.get('register', []))}")
-    print(f"lock retries/waits {stats['last_hour']['retries']}/{stats['last_hour']['lock_waits']} "
-          f"(longest wait {stats['last_hour']['max_wait_ms']} ms)")
+    print(
+        f"lock retries/waits {stats['last_hour']['retries']}/{stats['last_hour']['lock_waits']} "
+        f"(longest wait {stats['last_hour']['max_wait_ms']} ms)"
+    )
 
 
 if __name__ == "__main__":

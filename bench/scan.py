@@ -36,8 +36,13 @@ SIZES = {20: (5472, 3648), 24: (6000, 4000)}
 # One photo in five is a card; sizes cycle so that small (5-6% of frame width) cards are well represented.
 CARD_EVERY = 5
 CARD_FRACTIONS = (0.05, 0.055, 0.06, 0.08, 0.1, 0.15, 0.2)
-CARD_POSES = ({}, {"rotate_deg": 15, "blur": 1}, {"rotate_deg": 90, "tilt": 0.2},
-              {"rotate_deg": 200, "blur": 1.5}, {"rotate_deg": 330, "tilt": 0.15, "blur": 0.8})
+CARD_POSES = (
+    {},
+    {"rotate_deg": 15, "blur": 1},
+    {"rotate_deg": 90, "tilt": 0.2},
+    {"rotate_deg": 200, "blur": 1.5},
+    {"rotate_deg": 330, "tilt": 0.15, "blur": 0.8},
+)
 PEER_LONG_SIDE = 1200
 
 
@@ -49,9 +54,11 @@ def batch_plan(photos: int) -> list[tuple]:
             plan.append(("photo",))
             continue
         number = index // CARD_EVERY
-        options = {"card_fraction": CARD_FRACTIONS[number % len(CARD_FRACTIONS)],
-                   "card_centre": (0.3 + 0.4 * (number % 3) / 2, 0.35 + 0.3 * (number % 2)),
-                   **CARD_POSES[number % len(CARD_POSES)]}
+        options = {
+            "card_fraction": CARD_FRACTIONS[number % len(CARD_FRACTIONS)],
+            "card_centre": (0.3 + 0.4 * (number % 3) / 2, 0.35 + 0.3 * (number % 2)),
+            **CARD_POSES[number % len(CARD_POSES)],
+        }
         plan.append(("card", card_text(f"BENCH{number:03d}"), options))
     return plan
 
@@ -105,8 +112,12 @@ def run_floor(paths: list[Path], workers: int) -> tuple[Timed, dict]:
 
 def run_ours(paths: list[Path], workers: int) -> tuple[Timed, dict[str, tuple[str, ...]]]:
     with tempfile.TemporaryDirectory() as thumbs, Timed() as timed:
-        results = {Path(path).name: result.qr_texts for path, result in
-                   scan_files(paths, workers=workers, thumb_for=lambda path: Path(thumbs) / Path(path).name)}
+        results = {
+            Path(path).name: result.qr_texts
+            for path, result in scan_files(
+                paths, workers=workers, thumb_for=lambda path: Path(thumbs) / Path(path).name
+            )
+        }
     return timed, results
 
 
@@ -140,8 +151,10 @@ def main() -> None:
 
     paths, cards = cached_batch(args.cache, args.photos, args.megapixels)
     mean_mb = statistics.mean(path.stat().st_size for path in paths) / 1e6
-    print(f"{len(paths)} photos, {SIZES[args.megapixels][0]}x{SIZES[args.megapixels][1]}, "
-          f"{mean_mb:.1f} MB mean, {len(cards)} cards; {args.workers} workers; {args.repeat} rounds")
+    print(
+        f"{len(paths)} photos, {SIZES[args.megapixels][0]}x{SIZES[args.megapixels][1]}, "
+        f"{mean_mb:.1f} MB mean, {len(cards)} cards; {args.workers} workers; {args.repeat} rounds"
+    )
     runs = {"floor": run_floor, "ours": run_ours, "peer": run_peer}
     timings: dict[str, list[Timed]] = {name: [] for name in runs}
     texts = {}
@@ -151,12 +164,16 @@ def main() -> None:
             timings[name].append(timed)
     rate = {name: len(paths) / statistics.median(t.wall for t in timed) for name, timed in timings.items()}
     cpu_ms = {name: 1000 * statistics.median(t.cpu for t in timed) / len(paths) for name, timed in timings.items()}
-    for name, label in (("floor", f"read + SHA-256 + 1/8 draft decode, {args.workers} processes"),
-                        ("ours", f"scan_files: hash, EXIF, thumbnail, QR, {args.workers} processes"),
-                        ("peer", "full decode, 1200 px, one pyzbar pass, 1 process")):
+    for name, label in (
+        ("floor", f"read + SHA-256 + 1/8 draft decode, {args.workers} processes"),
+        ("ours", f"scan_files: hash, EXIF, thumbnail, QR, {args.workers} processes"),
+        ("peer", "full decode, 1200 px, one pyzbar pass, 1 process"),
+    ):
         print(f"{name:6s} {rate[name]:6.2f} photos/s  {cpu_ms[name]:6.1f} CPU ms/photo  ({label})")
-    print(f"ours/floor {rate['ours'] / rate['floor']:.2f} by throughput, {cpu_ms['floor'] / cpu_ms['ours']:.2f} by CPU;"
-          f"  ours/peer {rate['ours'] / rate['peer']:.2f} by throughput, {cpu_ms['peer'] / cpu_ms['ours']:.2f} by CPU")
+    print(
+        f"ours/floor {rate['ours'] / rate['floor']:.2f} by throughput, {cpu_ms['floor'] / cpu_ms['ours']:.2f} by CPU;"
+        f"  ours/peer {rate['ours'] / rate['peer']:.2f} by throughput, {cpu_ms['peer'] / cpu_ms['ours']:.2f} by CPU"
+    )
     for name in ("ours", "peer"):
         results = texts[name]
         found, false = recall(results, cards)

@@ -7,6 +7,7 @@ and the script times it and samples the gunicorn workers' memory. Photos are mad
 bench/.cache/. Prints one JSON line: files, MB, seconds, MB/s, peak worker RSS; then checks the batch
 holds every photo once.
 """
+
 import argparse
 import json
 import sys
@@ -74,11 +75,11 @@ def run(count: int, size: tuple[int, int]) -> dict:
                 sampler.start()
                 started = time.monotonic()
                 add_folder(page, folder)
-                page.wait_for_function("document.getElementById('upload-summary').dataset.sent > 0",
-                                       timeout=600_000)
+                page.wait_for_function("document.getElementById('upload-summary').dataset.sent > 0", timeout=600_000)
                 first_sent = time.monotonic() - started
-                page.wait_for_function(f"document.getElementById('upload-summary').dataset.done == {count}",
-                                       timeout=3_600_000, polling=250)
+                page.wait_for_function(
+                    f"document.getElementById('upload-summary').dataset.done == {count}", timeout=3_600_000, polling=250
+                )
                 seconds = time.monotonic() - started
                 stop.set()
                 sampler.join()
@@ -87,10 +88,15 @@ def run(count: int, size: tuple[int, int]) -> dict:
             server.stop()
     assert len({entry["filename"] for entry in report["photos"]}) == count, "the batch misses photos"
     megabytes = total_bytes / 1e6
-    return {"files": count, "megabytes": round(megabytes, 1), "seconds": round(seconds, 1),
-            "first_file_after_s": round(first_sent, 1), "mb_per_s": round(megabytes / seconds, 1),
-            "worker_rss_idle_mb": [round(v / 1e6) for v in idle_rss.values()],
-            "worker_rss_peak_mb": [round(v / 1e6) for v in peak.values()]}
+    return {
+        "files": count,
+        "megabytes": round(megabytes, 1),
+        "seconds": round(seconds, 1),
+        "first_file_after_s": round(first_sent, 1),
+        "mb_per_s": round(megabytes / seconds, 1),
+        "worker_rss_idle_mb": [round(v / 1e6) for v in idle_rss.values()],
+        "worker_rss_peak_mb": [round(v / 1e6) for v in peak.values()],
+    }
 
 
 def main() -> None:

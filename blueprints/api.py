@@ -1,4 +1,5 @@
 """JSON endpoints for the dashboard's data (documented in the README)."""
+
 from flask import Blueprint, jsonify
 from flask_login import login_required
 

@@ -1,4 +1,5 @@
 """Staff login and logout; the guards other blueprints use."""
+
 import functools
 import secrets
 from urllib.parse import urlsplit
@@ -82,7 +83,13 @@ def logout():
 def safe_next(target: str | None) -> str:
     """Only same-site paths: an open redirect after login is a phishing tool. Browsers drop tabs and
     newlines and read a backslash as a slash, so anything like that is refused outright."""
-    if (target and target.startswith("/") and not target.startswith("//") and target.isprintable()
-            and "\\" not in target and not urlsplit(target).netloc):
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and target.isprintable()
+        and "\\" not in target
+        and not urlsplit(target).netloc
+    ):
         return target
     return url_for("dashboard.index")

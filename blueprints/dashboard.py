@@ -1,4 +1,5 @@
 """The admin's live view of the photo day: a page, and a fragment it polls."""
+
 from collections.abc import Callable
 
 from flask import Blueprint, make_response, render_template, request

@@ -1,4 +1,5 @@
 """People pages: the list, who has no photos yet, badge sheets, roster import, registration settings."""
+
 import base64
 import binascii
 
@@ -46,8 +47,11 @@ def import_error(message: str, status: int):
 
 
 def too_large():
-    return import_error(f"The file is larger than {roster_max_mb()} MB: split it into "
-                        "several files and import them one after the other.", 413)
+    return import_error(
+        f"The file is larger than {roster_max_mb()} MB: split it into "
+        "several files and import them one after the other.",
+        413,
+    )
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -65,16 +69,21 @@ def selected_group() -> str:
 def index():
     search = request.args.get("q", "").strip()
     page = people.search_people(search, selected_group(), request.args.get("page", 1, type=int))
-    return render_template("people/index.html", page=page, search=search, group=selected_group(),
-                           groups=people.group_names())
+    return render_template(
+        "people/index.html", page=page, search=search, group=selected_group(), groups=people.group_names()
+    )
 
 
 @bp.get("/people/missing")
 @login_required
 @db_retry
 def missing():
-    return render_template("people/missing.html", people=people.missing_people(selected_group()),
-                           group=selected_group(), groups=people.group_names())
+    return render_template(
+        "people/missing.html",
+        people=people.missing_people(selected_group()),
+        group=selected_group(),
+        groups=people.group_names(),
+    )
 
 
 def qr_markup(code: str) -> Markup:
@@ -86,9 +95,15 @@ def qr_markup(code: str) -> Markup:
 @db_retry
 def badges():
     paper = request.args.get("paper", PAPERS[0])
-    return render_template("people/badges.html", sheets=people.badge_sheets(people.people_in(selected_group())),
-                           group=selected_group(), groups=people.group_names(),
-                           paper=paper if paper in PAPERS else PAPERS[0], papers=PAPERS, qr=qr_markup)
+    return render_template(
+        "people/badges.html",
+        sheets=people.badge_sheets(people.people_in(selected_group())),
+        group=selected_group(),
+        groups=people.group_names(),
+        paper=paper if paper in PAPERS else PAPERS[0],
+        papers=PAPERS,
+        qr=qr_markup,
+    )
 
 
 def checked_roster(data: bytes):
@@ -119,8 +134,14 @@ def import_preview():
         return refusal
     # Only reads: a deferred read, though the request is a POST (which @db_retry runs as a writer).
     known = run_in_transaction(roster.existing_codes, read_only=True)
-    return render_template("people/import_preview.html", filename=upload.filename, result=result, known=known,
-                           shown=PREVIEW_ROWS, payload=base64.urlsafe_b64encode(data).decode("ascii"))
+    return render_template(
+        "people/import_preview.html",
+        filename=upload.filename,
+        result=result,
+        known=known,
+        shown=PREVIEW_ROWS,
+        payload=base64.urlsafe_b64encode(data).decode("ascii"),
+    )
 
 
 @bp.post("/people/import/confirm")
@@ -136,8 +157,7 @@ def import_confirm():
     if refusal:
         return refusal
     created, updated = roster.import_roster_rows(result.rows)
-    flash(f"Roster imported: {created} created, {updated} updated, "
-          f"{len(result.errors)} rows with errors left out.")
+    flash(f"Roster imported: {created} created, {updated} updated, {len(result.errors)} rows with errors left out.")
     return redirect(url_for("people.index")), 303
 
 
@@ -145,8 +165,12 @@ def import_confirm():
 @admin_required
 @db_retry
 def settings():
-    return render_template("admin/settings.html", is_open=registration.registration_is_open(),
-                           fields=registration.registration_fields(), max_fields=registration.MAX_EXTRA_FIELDS)
+    return render_template(
+        "admin/settings.html",
+        is_open=registration.registration_is_open(),
+        fields=registration.registration_fields(),
+        max_fields=registration.MAX_EXTRA_FIELDS,
+    )
 
 
 @bp.post("/admin/settings/registration")
@@ -170,6 +194,9 @@ def set_fields():
         flash(str(error), "error")
         return redirect(url_for("people.settings")), 303
     registration.set_registration_fields(labels)
-    flash(f"The registration form asks for: {', '.join(labels)}." if labels
-          else "The registration form asks for no extra fields.")
+    flash(
+        f"The registration form asks for: {', '.join(labels)}."
+        if labels
+        else "The registration form asks for no extra fields."
+    )
     return redirect(url_for("people.settings")), 303

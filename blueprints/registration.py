@@ -1,4 +1,5 @@
 """Public registration: a person signs up and gets their QR card."""
+
 from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from markupsafe import Markup
@@ -42,7 +43,8 @@ def register():
     if errors:
         return render_template("registration/form.html", form=form, fields=fields, errors=errors), 400
     person, created = registration.register_person(
-        form["name"], form["email"], form["group"], form["consent"], form["extra"])
+        form["name"], form["email"], form["group"], form["consent"], form["extra"]
+    )
     if not created and not may_see(person.code):
         # Knowing someone's email must not be enough to get their card.
         return render_template("registration/already.html"), 409
@@ -69,8 +71,12 @@ def visible_person(code: str):
 @db_retry
 def card(code: str):
     person = visible_person(code)
-    return render_template("registration/card.html", person=person, svg=Markup(card_svg(person.code)),
-                           existing=bool(request.args.get("existing")))
+    return render_template(
+        "registration/card.html",
+        person=person,
+        svg=Markup(card_svg(person.code)),
+        existing=bool(request.args.get("existing")),
+    )
 
 
 @bp.get("/card/<code>.png")

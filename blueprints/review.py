@@ -1,4 +1,5 @@
 """Review and rework: look at a batch, correct it, undo, re-run; a person's photos."""
+
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
@@ -34,8 +35,9 @@ def refused(error: review.ReviewError):
 def batch(batch_id: int):
     found = db.session.get(Batch, batch_id) or abort(404)
     problems, cameras, corrections = review.review_view(batch_id)
-    return render_template("review/batch.html", batch=found, problems=problems, cameras=cameras,
-                           corrections=corrections)
+    return render_template(
+        "review/batch.html", batch=found, problems=problems, cameras=cameras, corrections=corrections
+    )
 
 
 @bp.post("/batches/<int:batch_id>/review/correct")
@@ -43,8 +45,9 @@ def batch(batch_id: int):
 @db_retry
 def correct(batch_id: int):
     photo_ids = [int(v) for v in request.form.getlist("photo_id") if v.isdigit()]
-    changed = review.correct(batch_id, photo_ids, request.form.get("kind", ""), request.form.get("code"),
-                             current_user.id)
+    changed = review.correct(
+        batch_id, photo_ids, request.form.get("kind", ""), request.form.get("code"), current_user.id
+    )
     flash(f"{changed} photo(s) changed.")
     return back_to_review(batch_id), 303
 
@@ -99,5 +102,6 @@ def thumb(photo_id: int):
 @login_required
 @db_retry
 def search_people():
-    return jsonify([{"code": p.code, "name": p.name, "group": p.group_name}
-                    for p in people.suggestions(request.args.get("q", ""))])
+    return jsonify(
+        [{"code": p.code, "name": p.name, "group": p.group_name} for p in people.suggestions(request.args.get("q", ""))]
+    )

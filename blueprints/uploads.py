@@ -3,6 +3,7 @@
 The page (static/upload.js) fingerprints each file with SHA-256, asks `present` which (name, hash) pairs the
 batch already holds, and sends only the others, several at a time, retrying when the network drops.
 """
+
 import functools
 import zipfile
 from pathlib import PurePosixPath
@@ -96,8 +97,9 @@ def megabytes(size: int) -> int:
 
 
 def batch_counts(batch_id: int) -> dict:
-    rows = db.session.execute(select(Photo.role, func.count()).where(Photo.batch_id == batch_id)
-                              .group_by(Photo.role)).all()
+    rows = db.session.execute(
+        select(Photo.role, func.count()).where(Photo.batch_id == batch_id).group_by(Photo.role)
+    ).all()
     by_role = {role: count for role, count in rows}
     rejected = by_role.get(PhotoRole.REJECTED, 0)
     return {"stored": sum(by_role.values()) - rejected, "rejected": rejected}
@@ -123,17 +125,26 @@ def create():
 def upload(batch_id: int):
     batch = db.get_or_404(Batch, batch_id)
     extensions = sorted(storage.ALLOWED_EXTENSIONS | {".zip"})
-    return render_template("uploads/upload.html", batch=batch, counts=batch_counts(batch_id),
-                           accepting=batch.status == BatchStatus.UPLOADING, extensions=extensions,
-                           max_bytes=current_app.config["MAX_UPLOAD_BYTES"], max_zip_bytes=max_zip_bytes())
+    return render_template(
+        "uploads/upload.html",
+        batch=batch,
+        counts=batch_counts(batch_id),
+        accepting=batch.status == BatchStatus.UPLOADING,
+        extensions=extensions,
+        max_bytes=current_app.config["MAX_UPLOAD_BYTES"],
+        max_zip_bytes=max_zip_bytes(),
+    )
 
 
 def stored_in_batch(batch_id: int) -> dict[str, tuple[str, int]] | None:
     """name -> (content hash, photo id) for every kept file of the batch; None if there is no such batch."""
     if db.session.get(Batch, batch_id) is None:
         return None
-    rows = db.session.execute(select(Photo.original_name, Photo.content_hash, Photo.id).where(
-        Photo.batch_id == batch_id, Photo.role.is_distinct_from(PhotoRole.REJECTED)))
+    rows = db.session.execute(
+        select(Photo.original_name, Photo.content_hash, Photo.id).where(
+            Photo.batch_id == batch_id, Photo.role.is_distinct_from(PhotoRole.REJECTED)
+        )
+    )
     return {name: (content_hash, photo_id) for name, content_hash, photo_id in rows}
 
 
@@ -168,8 +179,9 @@ def present(batch_id: int):
 
 def open_batch_problem(batch_id: int):
     """An error response unless the batch exists and takes files."""
-    status = run_in_transaction(lambda: db.session.scalar(select(Batch.status).where(Batch.id == batch_id)),
-                                read_only=True)
+    status = run_in_transaction(
+        lambda: db.session.scalar(select(Batch.status).where(Batch.id == batch_id)), read_only=True
+    )
     if status is None:
         return json_error(404, "no-batch", f"There is no batch {batch_id}.")
     if status != BatchStatus.UPLOADING:
@@ -210,8 +222,11 @@ def receive(batch_id: int):
 
 def kept_photo(batch_id: int, name: str) -> tuple[str, int] | None:
     """(content hash, id) of the file the batch keeps under this name, if any."""
-    row = db.session.execute(select(Photo.content_hash, Photo.id).where(
-        Photo.batch_id == batch_id, Photo.original_name == clean_or_none(name))).first()
+    row = db.session.execute(
+        select(Photo.content_hash, Photo.id).where(
+            Photo.batch_id == batch_id, Photo.original_name == clean_or_none(name)
+        )
+    ).first()
     return tuple(row) if row else None
 
 
@@ -219,8 +234,13 @@ def photo_response(photo: Photo, kept_before: tuple[str, int] | None):
     if photo.role == PhotoRole.REJECTED:
         return json_error(422, "refused", photo.error_reason, name=photo.original_name)
     already_present = kept_before == (photo.content_hash, photo.id)
-    body = {"photo_id": photo.id, "name": photo.original_name, "sha256": photo.content_hash,
-            "already_present": already_present, "duplicate": photo.role == PhotoRole.DUPLICATE}
+    body = {
+        "photo_id": photo.id,
+        "name": photo.original_name,
+        "sha256": photo.content_hash,
+        "already_present": already_present,
+        "duplicate": photo.role == PhotoRole.DUPLICATE,
+    }
     return jsonify(body), 200 if already_present else 201
 
 

@@ -1,4 +1,5 @@
 """Fixtures: an app on a fresh migrated database (SQLite file, and a real PostgreSQL), factories."""
+
 import itertools
 import os
 import shutil
@@ -74,8 +75,9 @@ def pg_template(pg_server, tmp_path_factory) -> str:
 def new_pg_database(pg_server, template: str) -> str:
     name = f"intake_test_{os.getpid()}_{next(_counter)}"
     admin = make_url(pg_server.url)
-    with psycopg.connect(host=admin.host, port=admin.port, user=admin.username, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host=admin.host, port=admin.port, user=admin.username, dbname="postgres", autocommit=True
+    ) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return admin.set(database=name).render_as_string(hide_password=False)
 

@@ -1,4 +1,5 @@
 """Code that runs in child processes of the data-layer tests (spawned, so importable by name)."""
+
 import os
 import sqlite3
 import time
@@ -7,8 +8,9 @@ from sqlalchemy.exc import OperationalError
 
 
 def child_app(data_dir: str, database_url: str, **overrides):
-    os.environ.update({"INTAKE_DATA_DIR": data_dir, "DATABASE_URL": database_url,
-                       "SECRET_KEY": "test", "INTAKE_PROCESSOR": "0"})
+    os.environ.update(
+        {"INTAKE_DATA_DIR": data_dir, "DATABASE_URL": database_url, "SECRET_KEY": "test", "INTAKE_PROCESSOR": "0"}
+    )
     from app import create_app
 
     return create_app(overrides)

@@ -1,4 +1,5 @@
 """Factories for test data, committed through the same helper the app uses."""
+
 from database import db_commit_with_retry
 from models import Batch, Person, User
 from states import PersonSource, UserRole
@@ -15,8 +16,9 @@ def make_person(code: str, name: str = "", group: str | None = None, email: str 
     from extensions import db
 
     def unit():
-        person = Person(code=code, name=name or f"Person {code}", group_name=group, email=email,
-                        source=PersonSource.ROSTER)
+        person = Person(
+            code=code, name=name or f"Person {code}", group_name=group, email=email, source=PersonSource.ROSTER
+        )
         db.session.add(person)
         db.session.flush()
         return person
@@ -50,11 +52,19 @@ def make_scanned_batch(plan: list[tuple[str, ...]], label: str = "scanned") -> t
         batch = create_batch(label)
         ids = []
         for i, entry in enumerate(plan, start=1):
-            photo = Photo(batch_id=batch.id, original_name=f"IMG_{i:04d}.JPG", extension=".jpg", size=1,
-                          content_hash=hashlib.sha256(f"{label}-{i}".encode()).hexdigest(),
-                          scan_state=ScanState.SCANNED, camera_make="Canon", camera_model="R6",
-                          camera_serial="1", captured_at=datetime(2026, 5, 1, 9) + timedelta(seconds=i),
-                          qr_texts=list(entry[1:]))
+            photo = Photo(
+                batch_id=batch.id,
+                original_name=f"IMG_{i:04d}.JPG",
+                extension=".jpg",
+                size=1,
+                content_hash=hashlib.sha256(f"{label}-{i}".encode()).hexdigest(),
+                scan_state=ScanState.SCANNED,
+                camera_make="Canon",
+                camera_model="R6",
+                camera_serial="1",
+                captured_at=datetime(2026, 5, 1, 9) + timedelta(seconds=i),
+                qr_texts=list(entry[1:]),
+            )
             db.session.add(photo)
             db.session.flush()
             ids.append(photo.id)

@@ -1,4 +1,5 @@
 """A real gunicorn serving the app on loopback, for tests that need real processes."""
+
 import contextlib
 import json
 import os
@@ -30,18 +31,30 @@ class LiveServer:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **app_environment(data_dir, database_url), "INTAKE_PROCESSOR": "1",
-                    "INTAKE_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers),
-                    "INTAKE_ACCESS_LOG": "", "INTAKE_PROCESSOR_POLL": "0.3", **extra_env}
+        self.env = {
+            **os.environ,
+            **app_environment(data_dir, database_url),
+            "INTAKE_PROCESSOR": "1",
+            "INTAKE_BIND": f"127.0.0.1:{self.port}",
+            "WEB_CONCURRENCY": str(workers),
+            "INTAKE_ACCESS_LOG": "",
+            "INTAKE_PROCESSOR_POLL": "0.3",
+            **extra_env,
+        }
         self.log = data_dir / "gunicorn.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             # Its own process group, so a crash can take the master and its workers down at once.
-            self.process = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py"], cwd=REPO,
-                                            env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_until_healthy(self.url, self.process, self.log)
 
     def stop(self) -> None:
@@ -60,8 +73,15 @@ class LiveServer:
 
     def flask(self, *args: str, input_text: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run `flask --app app ...` against the same database and data directory."""
-        return subprocess.run([str(VENV_BIN / "flask"), "--app", "app", *args], cwd=REPO, env=self.env,
-                              input=input_text, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [str(VENV_BIN / "flask"), "--app", "app", *args],
+            cwd=REPO,
+            env=self.env,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def report(self, batch_id: int) -> dict:
         result = self.flask("report", str(batch_id), "--json")

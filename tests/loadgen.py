@@ -3,6 +3,7 @@
 Used by tests/test_load.py (small, in CI) and bench/load.py (longer, larger). Loopback only; every
 loop is bounded by a deadline and stops by itself.
 """
+
 import hashlib
 import json
 import statistics
@@ -83,9 +84,16 @@ def uploader(base: str, user: tuple[str, str], batch_id: int, files: list[tuple[
     for name, path in files:
         data = path.read_bytes()
         for _ in range(2):
-            reply = client.request("PUT", f"/api/batches/{batch_id}/files", data, {
-                "X-File-Name": urllib.parse.quote(name), "X-CSRFToken": token,
-                "Content-Type": "application/octet-stream"})
+            reply = client.request(
+                "PUT",
+                f"/api/batches/{batch_id}/files",
+                data,
+                {
+                    "X-File-Name": urllib.parse.quote(name),
+                    "X-CSRFToken": token,
+                    "Content-Type": "application/octet-stream",
+                },
+            )
             tally.record("upload", reply.status, reply.body)
             if reply.status in (200, 201):
                 with tally.lock:
@@ -114,17 +122,21 @@ class Load:
     registrations: int = 20
 
 
-def run_load(base: str, user: tuple[str, str], upload_files: list[tuple[str, Path]], load: Load,
-             until, deadline_seconds: float) -> tuple[Tally, int, float]:
+def run_load(
+    base: str, user: tuple[str, str], upload_files: list[tuple[str, Path]], load: Load, until, deadline_seconds: float
+) -> tuple[Tally, int, float]:
     """Run the clients until `until()` is true and the uploads are done (or the deadline passes)."""
     tally = Tally()
     stop = threading.Event()
     batch_id = create_batch(base, user, "load-upload")
-    shares = [upload_files[i::load.uploaders] for i in range(load.uploaders)]
-    threads = [threading.Thread(target=poller, args=(base, user, tally, stop, load.poll_interval))
-               for _ in range(load.pollers)]
-    threads += [threading.Thread(target=registrar, args=(base, f"r{i}x", load.registrations // 2, tally, stop))
-                for i in range(2)]
+    shares = [upload_files[i :: load.uploaders] for i in range(load.uploaders)]
+    threads = [
+        threading.Thread(target=poller, args=(base, user, tally, stop, load.poll_interval)) for _ in range(load.pollers)
+    ]
+    threads += [
+        threading.Thread(target=registrar, args=(base, f"r{i}x", load.registrations // 2, tally, stop))
+        for i in range(2)
+    ]
     uploads = [threading.Thread(target=uploader, args=(base, user, batch_id, share, tally)) for share in shares]
     started = time.perf_counter()
     for thread in threads + uploads:

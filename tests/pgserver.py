@@ -45,12 +45,7 @@ RAM_DIR_MIN_FREE_BYTES = 2 * 1024**3  # cluster ~40 MB + ~8 MB per created datab
 DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # plain identifier, safe in a URL path
 
 # Durability is pointless for a throwaway cluster; skipping it makes commits and DDL cheap.
-SERVER_SETTINGS = {
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "max_connections": "100",
-}
+SERVER_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "100"}
 
 
 class PostgresUnavailable(RuntimeError):
@@ -84,8 +79,7 @@ def _major_version(bindir: Path) -> tuple[int, ...]:
 class PgServer:
     """A running server (or an external one) that hands out fresh databases."""
 
-    def __init__(self, url: str, process: subprocess.Popen | None = None,
-                 workdir: Path | None = None) -> None:
+    def __init__(self, url: str, process: subprocess.Popen | None = None, workdir: Path | None = None) -> None:
         self.url = url  # SQLAlchemy URL of the maintenance database
         self.process = process  # the postmaster; None for an external server
         self.workdir = workdir  # removed on stop(); None for an external server
@@ -202,8 +196,16 @@ def _as_user(owner: pwd.struct_passwd | None) -> dict:
 
 
 def _run_as(cmd: list[str], owner, workdir: Path | None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=False, cwd=workdir or "/", capture_output=True, text=True,
-                          env=_server_env(), timeout=120, **_as_user(owner))
+    return subprocess.run(
+        cmd,
+        check=False,
+        cwd=workdir or "/",
+        capture_output=True,
+        text=True,
+        env=_server_env(),
+        timeout=120,
+        **_as_user(owner),
+    )
 
 
 def _server_env() -> dict[str, str]:
@@ -215,9 +217,22 @@ def _server_env() -> dict[str, str]:
 
 def _initdb(bindir: Path, workdir: Path, owner) -> None:
     result = _run_as(
-        [str(bindir / "initdb"), "--pgdata", str(workdir / "data"), "--username", "postgres",
-         "--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-sync"],
-        owner, workdir,
+        [
+            str(bindir / "initdb"),
+            "--pgdata",
+            str(workdir / "data"),
+            "--username",
+            "postgres",
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C",
+            "--no-sync",
+        ],
+        owner,
+        workdir,
     )
     if result.returncode != 0:
         raise PostgresUnavailable(f"initdb failed ({result.returncode}):\n{result.stdout}{result.stderr}")
@@ -232,11 +247,28 @@ def _free_port() -> int:
 def _spawn_postmaster(bindir: Path, workdir: Path, owner, port: int) -> subprocess.Popen:
     settings = [arg for key, value in SERVER_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
     # Loopback TCP only; the unix socket lives in the (0700) workdir so nothing else shares it.
-    command = [str(bindir / "postgres"), "-D", str(workdir / "data"), "-p", str(port),
-               "-h", "127.0.0.1", "-k", str(workdir), *settings]
+    command = [
+        str(bindir / "postgres"),
+        "-D",
+        str(workdir / "data"),
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        str(workdir),
+        *settings,
+    ]
     with open(workdir / "server.log", "ab") as log:
-        return subprocess.Popen(command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=_server_env(), **_as_user(owner))
+        return subprocess.Popen(
+            command,
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=_server_env(),
+            **_as_user(owner),
+        )
 
 
 def _wait_until_ready(server: PgServer) -> None:
@@ -249,9 +281,10 @@ def _wait_until_ready(server: PgServer) -> None:
             exited = server.process.poll() is not None
             if exited or time.monotonic() > deadline:
                 log = (server.workdir / "server.log").read_text(errors="replace")
-                problem = (f"exited with code {server.process.returncode} during startup" if exited
-                           else f"not accepting connections within {READY_TIMEOUT_S:.0f}s")
-                raise PostgresUnavailable(
-                    f"PostgreSQL {problem} ({error}).\nServer log:\n{log}"
-                ) from error
+                problem = (
+                    f"exited with code {server.process.returncode} during startup"
+                    if exited
+                    else f"not accepting connections within {READY_TIMEOUT_S:.0f}s"
+                )
+                raise PostgresUnavailable(f"PostgreSQL {problem} ({error}).\nServer log:\n{log}") from error
         time.sleep(0.05)

@@ -106,8 +106,15 @@ def _perspective_coeffs(seen: list[tuple[float, float]], source: list[tuple[floa
     return [row[8] for row in rows]
 
 
-def _place(frame: Image.Image, patch: Image.Image, width: int, rotate_deg: float, blur: float, tilt: float,
-           centre: tuple[int, int]) -> None:
+def _place(
+    frame: Image.Image,
+    patch: Image.Image,
+    width: int,
+    rotate_deg: float,
+    blur: float,
+    tilt: float,
+    centre: tuple[int, int],
+) -> None:
     """Paste `patch` scaled to `width` px, tilted, rotated and blurred, centred at `centre` (in place)."""
     height = round(patch.height * width / patch.width)
     patch = patch.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
@@ -115,8 +122,10 @@ def _place(frame: Image.Image, patch: Image.Image, width: int, rotate_deg: float
     if tilt:
         # the top edge leans away from the camera: a true perspective warp, as a lens sees a tilted card
         spread = tilt * width / 2
-        coeffs = _perspective_coeffs([(spread, 0), (width - spread, 0), (width, height), (0, height)],
-                                     [(0, 0), (width, 0), (width, height), (0, height)])
+        coeffs = _perspective_coeffs(
+            [(spread, 0), (width - spread, 0), (width, height), (0, height)],
+            [(0, 0), (width, 0), (width, height), (0, height)],
+        )
         patch = patch.transform(patch.size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC)
         mask = mask.transform(mask.size, Image.Transform.PERSPECTIVE, coeffs, Image.Resampling.BICUBIC)
     if rotate_deg:
@@ -128,8 +137,9 @@ def _place(frame: Image.Image, patch: Image.Image, width: int, rotate_deg: float
     frame.paste(patch, (centre[0] - patch.width // 2, centre[1] - patch.height // 2), mask)
 
 
-def _exif(camera: tuple[str, str, str] | None, captured_at: datetime | None, subsec: str | None,
-          orientation: int) -> Image.Exif:
+def _exif(
+    camera: tuple[str, str, str] | None, captured_at: datetime | None, subsec: str | None, orientation: int
+) -> Image.Exif:
     exif = Image.Exif()
     exif[0x0112] = orientation
     sub = exif.get_ifd(_EXIF_IFD)
@@ -145,12 +155,25 @@ def _exif(camera: tuple[str, str, str] | None, captured_at: datetime | None, sub
     return exif
 
 
-def make_photo(path: Path | str, *, size: tuple[int, int] = (6000, 4000), card_text: str | None = None,
-               card_name: str = "Alex Example", card_fraction: float = 0.1, rotate_deg: float = 0,
-               blur: float = 0, tilt: float = 0, card_centre: tuple[float, float] = (0.55, 0.45),
-               camera: tuple[str, str, str] | None = DEFAULT_CAMERA,
-               captured_at: datetime | None = DEFAULT_CAPTURED_AT, subsec: str | None = "00",
-               orientation: int = 1, quality: int = 90, other_qr: str | None = None, seed: int = 0) -> Path:
+def make_photo(
+    path: Path | str,
+    *,
+    size: tuple[int, int] = (6000, 4000),
+    card_text: str | None = None,
+    card_name: str = "Alex Example",
+    card_fraction: float = 0.1,
+    rotate_deg: float = 0,
+    blur: float = 0,
+    tilt: float = 0,
+    card_centre: tuple[float, float] = (0.55, 0.45),
+    camera: tuple[str, str, str] | None = DEFAULT_CAMERA,
+    captured_at: datetime | None = DEFAULT_CAPTURED_AT,
+    subsec: str | None = "00",
+    orientation: int = 1,
+    quality: int = 90,
+    other_qr: str | None = None,
+    seed: int = 0,
+) -> Path:
     """Write a camera-like JPEG; with `card_text`, a card `card_fraction` of the frame width wide is in it.
 
     `tilt` (0..0.5) foreshortens the card's top edge as if held leaning back; `card_centre` is a fraction
@@ -170,8 +193,15 @@ def make_photo(path: Path | str, *, size: tuple[int, int] = (6000, 4000), card_t
     return path
 
 
-def make_batch(folder: Path | str, plan: list[tuple], *, start: datetime = DEFAULT_CAPTURED_AT,
-               interval: timedelta = timedelta(seconds=3), workers: int = 1, **photo_options) -> list[Path]:
+def make_batch(
+    folder: Path | str,
+    plan: list[tuple],
+    *,
+    start: datetime = DEFAULT_CAPTURED_AT,
+    interval: timedelta = timedelta(seconds=3),
+    workers: int = 1,
+    **photo_options,
+) -> list[Path]:
     """Write IMG_0001.JPG... with increasing capture times, one per plan entry; returns their paths in order.
 
     Entries are ("card", text), ("card", text, {make_photo options}) or ("photo",). Sub-second times are
@@ -185,8 +215,9 @@ def make_batch(folder: Path | str, plan: list[tuple], *, start: datetime = DEFAU
         options = {**photo_options, **(entry[2] if len(entry) > 2 else {})}
         if entry[0] == "card":
             options["card_text"] = entry[1]
-        options.update(captured_at=captured.replace(microsecond=0), subsec=f"{captured.microsecond // 10000:02d}",
-                       seed=index)
+        options.update(
+            captured_at=captured.replace(microsecond=0), subsec=f"{captured.microsecond // 10000:02d}", seed=index
+        )
         jobs.append((folder / f"IMG_{index:04d}.JPG", options))
     if workers <= 1:
         return [_make_photo_job(job) for job in jobs]

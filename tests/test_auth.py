@@ -1,4 +1,5 @@
 """Staff login: passwords, rate limit, safe redirects, logout."""
+
 from tests.factories import PASSWORD, login, make_user
 
 
@@ -40,4 +41,3 @@ def test_forged_post_without_csrf_token_is_refused(app, client):
     app.config["WTF_CSRF_ENABLED"] = True
     response = client.post("/register", data={"name": "A", "email": "a@b.c", "consent": "yes"})
     assert response.status_code == 400
-

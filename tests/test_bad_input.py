@@ -1,5 +1,6 @@
 """Hostile and broken input: each is refused with a clear 4xx or reported as rejected, never a crash,
 and nothing already stored (people, photos, batches, originals, exports) changes."""
+
 import csv
 import hashlib
 import io
@@ -33,25 +34,39 @@ from tests.factories import login, make_user
 from tests.photogen import DEFAULT_CAMERA, SMALL_SIZE, make_photo, render_qr
 
 T0 = datetime(2026, 5, 17, 9, 0, 0)
-ROSTER = ("code,name,email,group\nANNA,Anna Berg,anna@example.com,5A\nBEN,Ben Cho,ben@example.com,5A\n"
-          "CARL,Carl Dahl,,5B\n")
-BASELINE = [("IMG_0001.JPG", "card-ANNA"), ("IMG_0002.JPG", "photo-A"), ("IMG_0003.JPG", "card-BEN"),
-            ("IMG_0004.JPG", "photo-B")]
+ROSTER = (
+    "code,name,email,group\nANNA,Anna Berg,anna@example.com,5A\nBEN,Ben Cho,ben@example.com,5A\nCARL,Carl Dahl,,5B\n"
+)
+BASELINE = [
+    ("IMG_0001.JPG", "card-ANNA"),
+    ("IMG_0002.JPG", "photo-A"),
+    ("IMG_0003.JPG", "card-BEN"),
+    ("IMG_0004.JPG", "photo-B"),
+]
 CARL_RUN = [("C_0001.JPG", "card-CARL"), ("C_0002.JPG", "photo-C1"), ("C_0003.JPG", "photo-C2")]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- camera frames, made once per session; each use gets distinct bytes (a tag after the JPEG's end) ---
 
+
 @pytest.fixture(scope="session")
 def frames(tmp_path_factory) -> dict[str, bytes]:
     folder = tmp_path_factory.mktemp("frames")
-    plan = {"card-ANNA": ("ANNA", 0), "photo-A": (None, 1), "card-BEN": ("BEN", 2), "photo-B": (None, 3),
-            "card-CARL": ("CARL", 60), "photo-C1": (None, 61), "photo-C2": (None, 62)}
+    plan = {
+        "card-ANNA": ("ANNA", 0),
+        "photo-A": (None, 1),
+        "card-BEN": ("BEN", 2),
+        "photo-B": (None, 3),
+        "card-CARL": ("CARL", 60),
+        "photo-C1": (None, 61),
+        "photo-C2": (None, 62),
+    }
     made = {}
     for i, (key, (card, seconds)) in enumerate(plan.items()):
-        path = make_photo(folder / f"{key}.jpg", size=SMALL_SIZE, card_text=card, seed=i,
-                          captured_at=T0 + timedelta(seconds=seconds))
+        path = make_photo(
+            folder / f"{key}.jpg", size=SMALL_SIZE, card_text=card, seed=i, captured_at=T0 + timedelta(seconds=seconds)
+        )
         made[key] = path.read_bytes()
     return made
 
@@ -96,20 +111,37 @@ def read(unit, *args):
 
 # --- what is already stored, and the check that an attack left it alone ---
 
+
 def database_state() -> tuple[dict, dict, dict]:
     db.session.expire_all()
-    people = {p.code: (p.name, p.email, p.group_name, p.extra, str(p.source), p.consent)
-              for p in db.session.scalars(select(Person))}
-    photos = {p.id: (p.batch_id, p.original_name, p.content_hash, str(p.role), p.needs_review, p.group_key,
-                     p.excluded, p.scan_state, tuple(x.code for x in p.people))
-              for p in db.session.scalars(select(Photo))}
+    people = {
+        p.code: (p.name, p.email, p.group_name, p.extra, str(p.source), p.consent)
+        for p in db.session.scalars(select(Person))
+    }
+    photos = {
+        p.id: (
+            p.batch_id,
+            p.original_name,
+            p.content_hash,
+            str(p.role),
+            p.needs_review,
+            p.group_key,
+            p.excluded,
+            p.scan_state,
+            tuple(x.code for x in p.people),
+        )
+        for p in db.session.scalars(select(Photo))
+    }
     batches = {b.id: str(b.status) for b in db.session.scalars(select(Batch))}
     return people, photos, batches
 
 
 def files_under(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): sha256(p.read_bytes()) for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.relative_to(root).as_posix().startswith(skip)}
+    return {
+        p.relative_to(root).as_posix(): sha256(p.read_bytes())
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.relative_to(root).as_posix().startswith(skip)
+    }
 
 
 class Baseline:
@@ -124,9 +156,14 @@ class Baseline:
 
     def outside_files(self) -> set[str]:
         """Files anywhere in the test's temp folder except the data dir, the database and attack inputs."""
-        return {p.relative_to(self.tmp_path).as_posix() for p in self.tmp_path.rglob("*")
-                if p.is_file() and self.data_dir not in p.parents and ".sqlite3" not in p.name
-                and not p.relative_to(self.tmp_path).as_posix().startswith("attack")}
+        return {
+            p.relative_to(self.tmp_path).as_posix()
+            for p in self.tmp_path.rglob("*")
+            if p.is_file()
+            and self.data_dir not in p.parents
+            and ".sqlite3" not in p.name
+            and not p.relative_to(self.tmp_path).as_posix().startswith("attack")
+        }
 
     def assert_intact(self) -> None:
         people, photos, batches = read(database_state)
@@ -216,13 +253,19 @@ def has_control(text: str) -> bool:
 
 # --- files that are not what their name says ---
 
+
 def test_non_images_with_image_extensions_are_rejected(stored, runner, frames, tmp_path):
     """Text, HTML, PDF, ELF, random and empty files named .jpg/.png/.heic are rejected with a reason."""
     folder = write_frames(tmp_path / "attack", frames, CARL_RUN, "non-images")
-    impostors = {"notes.jpg": b"this is not a photo\n", "page.jpeg": b"<html><script>alert(1)</script></html>",
-                 "doc.tif": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
-                 "prog.heic": b"\x7fELF\x02\x01\x01" + bytes(200), "noise.png": random.Random(7).randbytes(5000),
-                 "empty.jpg": b"", "fake.png": b"\x89PNG\r\n\x1a\n" + random.Random(8).randbytes(300)}
+    impostors = {
+        "notes.jpg": b"this is not a photo\n",
+        "page.jpeg": b"<html><script>alert(1)</script></html>",
+        "doc.tif": b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
+        "prog.heic": b"\x7fELF\x02\x01\x01" + bytes(200),
+        "noise.png": random.Random(7).randbytes(5000),
+        "empty.jpg": b"",
+        "fake.png": b"\x89PNG\r\n\x1a\n" + random.Random(8).randbytes(300),
+    }
     for name, data in impostors.items():
         (folder / name).write_bytes(data)
     entries = by_name(ingest(runner, folder))
@@ -274,9 +317,11 @@ def jpeg_claiming(data: bytes, width: int, height: int) -> bytes:
 def test_decompression_bombs_are_rejected_without_decoding(stored, runner, frames, tmp_path):
     """A 50000x50000 PNG bomb, a JPEG header claiming 50000x50000 and a 168 MP header are refused as bombs."""
     folder = write_frames(tmp_path / "attack", frames, CARL_RUN, "bombs")
-    bombs = {"bomb.png": png_bomb(50_000, 50_000),
-             "claims.jpg": jpeg_claiming(tagged(frames["photo-C1"], "claims"), 50_000, 50_000),
-             "just_over_our_limit.png": png(12_000, 14_000, zlib.compress(bytes(1501) * 4))}
+    bombs = {
+        "bomb.png": png_bomb(50_000, 50_000),
+        "claims.jpg": jpeg_claiming(tagged(frames["photo-C1"], "claims"), 50_000, 50_000),
+        "just_over_our_limit.png": png(12_000, 14_000, zlib.compress(bytes(1501) * 4)),
+    }
     for name, data in bombs.items():
         (folder / name).write_bytes(data)
     entries = by_name(ingest(runner, folder))
@@ -289,11 +334,18 @@ def test_decompression_bombs_are_rejected_without_decoding(stored, runner, frame
 
 # --- zips ---
 
+
 def test_zip_bomb_and_escaping_paths_are_rejected(stored, runner, frames, tmp_path):
     """A 64 MB-of-zeros entry, ../, absolute, drive and backslash paths and a nested zip are each reported rejected."""
     escape_target = Path("/tmp") / f"intake-escape-{uuid.uuid4().hex}.jpg"
-    hostile = ["../../evil.jpg", "cam/../../../up.jpg", str(escape_target), "..\\..\\win.jpg",
-               "C:\\Windows\\drive.jpg", "C:/Windows/drive2.jpg"]
+    hostile = [
+        "../../evil.jpg",
+        "cam/../../../up.jpg",
+        str(escape_target),
+        "..\\..\\win.jpg",
+        "C:\\Windows\\drive.jpg",
+        "C:/Windows/drive2.jpg",
+    ]
     archive = tmp_path / "attack" / "card.zip"
     archive.parent.mkdir()
     inner = io.BytesIO()
@@ -321,14 +373,13 @@ def test_zip_bomb_and_escaping_paths_are_rejected(stored, runner, frames, tmp_pa
     stored.assert_intact()
 
 
-def patch_zip_header(raw: bytearray, local_offset: int, central_offset: int, fmt: str, value: int,
-                     name: bytes) -> None:
+def patch_zip_header(raw: bytearray, local_offset: int, central_offset: int, fmt: str, value: int, name: bytes) -> None:
     """Rewrite one field of one entry in both its local header and its central directory record."""
     local = raw.index(b"PK\x03\x04")
-    while raw[local + 30: local + 30 + len(name)] != name:
+    while raw[local + 30 : local + 30 + len(name)] != name:
         local = raw.index(b"PK\x03\x04", local + 4)
     central = raw.index(b"PK\x01\x02")
-    while raw[central + 46: central + 46 + len(name)] != name:
+    while raw[central + 46 : central + 46 + len(name)] != name:
         central = raw.index(b"PK\x01\x02", central + 4)
     struct.pack_into(fmt, raw, local + local_offset, value)
     struct.pack_into(fmt, raw, central + central_offset, value)
@@ -389,8 +440,17 @@ def test_unreadable_zip_entry_is_rejected_by_upload(stored, client, staff, frame
 # --- names ---
 
 ESCAPING_NAMES = ["dir\\..\\x.jpg", "../../etc/passwd.jpg", "/abs.jpg", "C:\\Windows\\x.jpg", "\x00"]
-ODD_NAMES = ["a\x00b.jpg", "\x1b[31mred.jpg", "\u009b31mc1.jpg", "tab\there.jpg", "new\nline.jpg", "del\x7f.jpg",
-             "<img src=x onerror=alert(1)>.jpg", "./././dots.jpg", "...jpg"]
+ODD_NAMES = [
+    "a\x00b.jpg",
+    "\x1b[31mred.jpg",
+    "\u009b31mc1.jpg",
+    "tab\there.jpg",
+    "new\nline.jpg",
+    "del\x7f.jpg",
+    "<img src=x onerror=alert(1)>.jpg",
+    "./././dots.jpg",
+    "...jpg",
+]
 
 
 def test_hostile_file_names_are_cleaned_or_refused(stored, app, client, staff, frames):
@@ -404,8 +464,10 @@ def test_hostile_file_names_are_cleaned_or_refused(stored, app, client, staff, f
                 problems.append(f"{name!r}: {response.status_code}, expected a 422 with a message")
         elif response.status_code != 201:
             problems.append(f"{name!r}: {response.status_code}, expected 201 under a cleaned name")
-        elif has_control(response.json["name"]) or storage.clean_relative_name(response.json["name"]) != \
-                response.json["name"]:
+        elif (
+            has_control(response.json["name"])
+            or storage.clean_relative_name(response.json["name"]) != response.json["name"]
+        ):
             problems.append(f"{name!r} kept as {response.json['name']!r}")
     names = read(lambda: db.session.scalars(select(Photo.original_name).where(Photo.batch_id == batch_id)).all())
     problems += [f"stored name {n!r} has control characters" for n in names if has_control(n)]
@@ -445,8 +507,13 @@ def test_files_over_the_size_limit_are_refused_everywhere(stored, app, runner, c
     big = tagged(frames["photo-C1"], "big")
     batch_id = new_web_batch(client)
     assert put_file(client, batch_id, "big.jpg", big).status_code == 413
-    chunked = put_file(client, batch_id, "chunked.jpg", b"", environ_overrides={
-        "CONTENT_LENGTH": "", "wsgi.input": io.BytesIO(big), "wsgi.input_terminated": True})
+    chunked = put_file(
+        client,
+        batch_id,
+        "chunked.jpg",
+        b"",
+        environ_overrides={"CONTENT_LENGTH": "", "wsgi.input": io.BytesIO(big), "wsgi.input_terminated": True},
+    )
     assert chunked.status_code == 422 and "larger than the limit" in chunked.json["message"]
     folder = tmp_path / "attack" / "folder"
     folder.mkdir(parents=True)
@@ -463,6 +530,7 @@ def test_files_over_the_size_limit_are_refused_everywhere(stored, app, runner, c
 
 # --- rosters ---
 
+
 def rows(count: int) -> bytes:
     return b"code,name,email,group\n" + b"".join(b"R%d,Person %d,,\n" % (i, i) for i in range(count))
 
@@ -470,9 +538,11 @@ def rows(count: int) -> bytes:
 HOSTILE_ROSTERS = {
     "binary-garbage": random.Random(1).randbytes(4096),
     "header-then-garbage": b"code,name,email,group\nG1,Good,,\n" + random.Random(2).randbytes(4096),
-    "ragged-rows": b"code,name,email,group\nR1,Ok,,\nR2\nR3,Too,many,fields,here,and,more\n\"R4,unterminated\n",
-    "formula-injection": (b'code,name,email,group\nF1,"=HYPERLINK(""http://evil.example"",""x"")",f@example.com,+1\n'
-                          b"F2,@SUM(1+1),,-2\nF3,=cmd|' /C calc'!A0,,\n"),
+    "ragged-rows": b'code,name,email,group\nR1,Ok,,\nR2\nR3,Too,many,fields,here,and,more\n"R4,unterminated\n',
+    "formula-injection": (
+        b'code,name,email,group\nF1,"=HYPERLINK(""http://evil.example"",""x"")",f@example.com,+1\n'
+        b"F2,@SUM(1+1),,-2\nF3,=cmd|' /C calc'!A0,,\n"
+    ),
     "huge-field": b"code,name,email,group\nH1," + b"x" * 200_000 + b",,\nH2,Fine,,\n",
     "utf16": "code,name,email,group\nU1,Ünï,,\n".encode("utf-16"),
     "too-many-rows": rows(51),
@@ -517,6 +587,7 @@ def test_roster_with_nul_and_control_characters_never_crashes(stored, runner, tm
 
 # --- exports and QR payloads ---
 
+
 def test_export_manifest_defuses_formulas(stored, app, runner, tmp_path):
     """File names and camera EXIF starting with = + - @ are written to manifest.csv quoted with a leading '."""
     camera = ("=cmd|' /C calc'!A0", "@Model", "-1")
@@ -537,14 +608,25 @@ def test_export_manifest_defuses_formulas(stored, app, runner, tmp_path):
     assert {row["file"] for row in table} == {"'" + name for name in names}
     assert all(row["camera"].startswith("'=cmd") for row in table)
     assert [spreadsheet_safe(v) for v in ("=1", "+1", "-1", "@1", "\t=1", "\r=1", "ok")] == [
-        "'=1", "'+1", "'-1", "'@1", "'\t=1", "'\r=1", "ok"]
+        "'=1",
+        "'+1",
+        "'-1",
+        "'@1",
+        "'\t=1",
+        "'\r=1",
+        "ok",
+    ]
     stored.assert_intact()
 
 
 def test_photo_named_like_the_manifest_is_still_delivered(stored, app, runner, frames, tmp_path):
     """A photo uploaded as manifest.csv / MANIFEST.JSON keeps its bytes in the export; the manifests stay whole."""
-    folder = write_frames(tmp_path / "attack", frames, [("C_0001.JPG", "card-CARL"), ("manifest.csv", "photo-C1"),
-                                                        ("MANIFEST.JSON", "photo-C2")], "manifest-names")
+    folder = write_frames(
+        tmp_path / "attack",
+        frames,
+        [("C_0001.JPG", "card-CARL"), ("manifest.csv", "photo-C1"), ("MANIFEST.JSON", "photo-C2")],
+        "manifest-names",
+    )
     ingest(runner, folder)
     carl = Path(app.config["DATA_DIR"]) / "export" / "CARL Carl Dahl"
     listed = json.loads((carl / "manifest.json").read_text())
@@ -555,20 +637,38 @@ def test_photo_named_like_the_manifest_is_still_delivered(stored, app, runner, f
     stored.assert_intact()
 
 
-HOSTILE_PAYLOADS = ["INTAKE:", "INTAKE:../../etc/passwd", "INTAKE:<script>alert(1)</script>",
-                    "INTAKE:" + "B" * 65, "WIFI:S:venue;T:WPA;P:secret;;", "'; DROP TABLE person; --",
-                    "\x1b[2J\x1b[31mred", "https://evil.example/?q=<b>x</b>"]
+HOSTILE_PAYLOADS = [
+    "INTAKE:",
+    "INTAKE:../../etc/passwd",
+    "INTAKE:<script>alert(1)</script>",
+    "INTAKE:" + "B" * 65,
+    "WIFI:S:venue;T:WPA;P:secret;;",
+    "'; DROP TABLE person; --",
+    "\x1b[2J\x1b[31mred",
+    "https://evil.example/?q=<b>x</b>",
+]
 
 
 def test_hostile_qr_payloads_are_recorded_but_never_cards(stored, app, runner, client, staff, frames, tmp_path):
     """A 3 KB QR and odd-looking texts are recorded on their photo, start no run, and the batch finishes."""
     folder = write_frames(tmp_path / "attack", frames, [("IMG_0001.JPG", "card-CARL")], "qr")
     big = "A" * 3000
-    make_photo(folder / "IMG_0002.JPG", size=(3000, 2000), card_text=big, card_fraction=0.5,
-               captured_at=T0 + timedelta(seconds=61))
+    make_photo(
+        folder / "IMG_0002.JPG",
+        size=(3000, 2000),
+        card_text=big,
+        card_fraction=0.5,
+        captured_at=T0 + timedelta(seconds=61),
+    )
     for i, payload in enumerate(HOSTILE_PAYLOADS, start=3):
-        make_photo(folder / f"IMG_{i:04d}.JPG", size=SMALL_SIZE, card_text=payload, card_fraction=0.35, seed=i,
-                   captured_at=T0 + timedelta(seconds=60 + i))
+        make_photo(
+            folder / f"IMG_{i:04d}.JPG",
+            size=SMALL_SIZE,
+            card_text=payload,
+            card_fraction=0.35,
+            seed=i,
+            captured_at=T0 + timedelta(seconds=60 + i),
+        )
     last = len(HOSTILE_PAYLOADS) + 3
     (folder / f"IMG_{last:04d}.JPG").write_bytes(tagged(frames["photo-C2"], "qr-last"))
     report = ingest(runner, folder)
@@ -577,9 +677,18 @@ def test_hostile_qr_payloads_are_recorded_but_never_cards(stored, app, runner, c
     assert entries[0]["role"] == "separator"
     for entry in entries[1:]:
         assert (entry["role"], entry["person"], entry["group"], entry["needs_review"]) == (
-            "photo", "CARL", "CARL", False), entry
-    recorded = read(lambda: [t for texts in db.session.scalars(
-        select(Photo.qr_texts).where(Photo.batch_id == report["batch"])) for t in texts])
+            "photo",
+            "CARL",
+            "CARL",
+            False,
+        ), entry
+    recorded = read(
+        lambda: [
+            t
+            for texts in db.session.scalars(select(Photo.qr_texts).where(Photo.batch_id == report["batch"]))
+            for t in texts
+        ]
+    )
     for payload in [big, *HOSTILE_PAYLOADS]:
         assert payload in recorded, f"QR text {payload[:40]!r} was not recorded"
     page = client.get(f"/batches/{report['batch']}/review")
@@ -644,9 +753,12 @@ def test_overlong_and_nul_exif_strings_do_not_fail_the_batch(stored, runner, tmp
 def test_web_upload_of_bad_images_is_reported_after_processing(stored, app, client, staff, frames):
     """Through the browser path: a fake JPEG and a truncated one are accepted as files, then reported rejected."""
     batch_id = new_web_batch(client)
-    uploads = {"cam/C_0001.JPG": tagged(frames["card-CARL"], "web"),
-               "cam/C_0002.JPG": tagged(frames["photo-C1"], "web"), "cam/fake.jpg": b"GIF89a not really",
-               "cam/cut.jpg": tagged(frames["photo-C2"], "web")[:5000]}
+    uploads = {
+        "cam/C_0001.JPG": tagged(frames["card-CARL"], "web"),
+        "cam/C_0002.JPG": tagged(frames["photo-C1"], "web"),
+        "cam/fake.jpg": b"GIF89a not really",
+        "cam/cut.jpg": tagged(frames["photo-C2"], "web")[:5000],
+    }
     for name, body in uploads.items():
         assert put_file(client, batch_id, name, body).status_code == 201
     assert client.post(f"/api/batches/{batch_id}/complete").status_code == 200

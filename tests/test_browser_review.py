@@ -1,4 +1,5 @@
 """The review page in headless Chromium: an admin takes a messy batch to a correct delivery."""
+
 import json
 import time
 from pathlib import Path
@@ -75,8 +76,17 @@ def test_admin_fixes_a_messy_batch_in_the_browser(database_url, data_dir, tmp_pa
 
         after = server.report(batch_id)["photos"]
         assert [(e["role"], e["person"]) for e in after] == [
-            ("photo", "ANNA"), ("separator", "ANNA"), ("photo", "ANNA"), ("separator", "BEN"), ("photo", "BEN"),
-            ("separator", "CARL"), ("photo", "CARL")]
+            ("photo", "ANNA"),
+            ("separator", "ANNA"),
+            ("photo", "ANNA"),
+            ("separator", "BEN"),
+            ("photo", "BEN"),
+            ("separator", "CARL"),
+            ("photo", "CARL"),
+        ]
         assert not any(e["needs_review"] for e in after)
-        assert exported(data_dir) == {"ANNA Anna Berg": {"IMG_0001.JPG", "IMG_0003.JPG"},
-                                      "BEN Ben Cho": {"IMG_0005.JPG"}, "CARL Carl Dahl": {"IMG_0007.JPG"}}
+        assert exported(data_dir) == {
+            "ANNA Anna Berg": {"IMG_0001.JPG", "IMG_0003.JPG"},
+            "BEN Ben Cho": {"IMG_0005.JPG"},
+            "CARL Carl Dahl": {"IMG_0007.JPG"},
+        }

@@ -1,4 +1,5 @@
 """The upload page in headless Chromium against a real gunicorn: network drops, a server crash, resume."""
+
 import socket
 import time
 from pathlib import Path
@@ -77,8 +78,9 @@ def add_folder(page: Page, folder: Path) -> None:
 
 def wait_for_summary(page: Page, condition: str, timeout: float = 60_000) -> dict:
     """Wait until `condition` (JS over the summary's counters, e.g. "s.done == 20") holds; return them."""
-    page.wait_for_function(f"() => {{ const s = document.getElementById('upload-summary').dataset; "
-                           f"return {condition} }}", timeout=timeout)
+    page.wait_for_function(
+        f"() => {{ const s = document.getElementById('upload-summary').dataset; return {condition} }}", timeout=timeout
+    )
     counters = page.eval_on_selector("#upload-summary", "el => ({...el.dataset})")
     return {key: int(value) for key, value in counters.items()}
 
@@ -101,7 +103,7 @@ class Gate:
             route.continue_()
 
     def set(self, mode: str) -> None:
-        """"drop" fails everything as a lost network does; "pass" lets everything through."""
+        """ "drop" fails everything as a lost network does; "pass" lets everything through."""
         self.mode = mode
         held, self.held = self.held, []
         for route in held:
@@ -130,8 +132,11 @@ def test_uploads_resume_by_themselves_when_the_network_comes_back(server, contex
     wait_for_summary(page, "s.sent == 4")
     context.set_offline(True)
     gate.set("drop")
-    waiting = wait_for_summary(page, "s.waiting > 0 && document.getElementById('upload-summary')"
-                                     ".textContent.includes('Upload interrupted')", timeout=30_000)
+    waiting = wait_for_summary(
+        page,
+        "s.waiting > 0 && document.getElementById('upload-summary').textContent.includes('Upload interrupted')",
+        timeout=30_000,
+    )
     assert waiting["done"] == 4
     gate.set("pass")
     context.set_offline(False)
@@ -202,9 +207,11 @@ def test_real_server_refuses_two_gigabytes_from_the_header(server, context):
     batch_id = log_in_and_create_batch(page, server)
     token = page.get_attribute("#upload-page", "data-csrf")
     cookie = "; ".join(f"{c['name']}={c['value']}" for c in context.cookies())
-    request = (f"PUT /api/batches/{batch_id}/files HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-               f"Cookie: {cookie}\r\nX-CSRFToken: {token}\r\nX-File-Name: huge.jpg\r\n"
-               "Content-Type: application/octet-stream\r\nContent-Length: 2147483648\r\n\r\n").encode()
+    request = (
+        f"PUT /api/batches/{batch_id}/files HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Cookie: {cookie}\r\nX-CSRFToken: {token}\r\nX-File-Name: huge.jpg\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 2147483648\r\n\r\n"
+    ).encode()
     before = sum(p.stat().st_size for p in server.data_dir.rglob("*") if p.is_file())
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:

@@ -1,4 +1,5 @@
 """The live dashboard: figures, cheap unchanged polls, JSON API."""
+
 from tests.factories import login, make_batch, make_person, make_user
 
 

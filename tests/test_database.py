@@ -1,4 +1,5 @@
 """The data layer: PRAGMAs, BEGIN IMMEDIATE, retries that re-run the unit, locks across processes."""
+
 import multiprocessing
 import os
 import signal
@@ -27,6 +28,7 @@ def test_pragmas_on_every_connection(app):
     conns = [db.engine.connect() for _ in range(2)]
     try:
         for conn in conns:
+
             def value(name, conn=conn):
                 return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
 
@@ -130,8 +132,10 @@ def run_increment_race(app, deferred: bool, writers: int = 4, count: int = 60, p
     database.db_commit_with_retry(lambda: db.session.add(Setting(key="counter", value=0)))
     results = SPAWN.Queue()
     args = (app.config["DATA_DIR"].as_posix(), app.config["SQLALCHEMY_DATABASE_URI"])
-    procs = [SPAWN.Process(target=dbworkers.incrementer, args=(*args, "counter", count, deferred, results))
-             for _ in range(writers)]
+    procs = [
+        SPAWN.Process(target=dbworkers.incrementer, args=(*args, "counter", count, deferred, results))
+        for _ in range(writers)
+    ]
     procs += [SPAWN.Process(target=dbworkers.poller, args=(*args, 4.0, results)) for _ in range(pollers)]
     started = time.perf_counter()
     for proc in procs:
@@ -156,10 +160,12 @@ def test_concurrent_read_then_write_increments_lose_nothing(app, capsys):
     assert final == 4 * 60
     assert all(p["polls"] > 0 for p in polls)
     with capsys.disabled():
-        print(f"\n[lock race {db.engine.dialect.name}] {final} increments + {sum(p['polls'] for p in polls)} "
-              f"polls in {elapsed:.1f}s; retries {sum(w['retries'] for w in writers)}, "
-              f"lock waits {sum(w['lock_waits'] for w in writers)}, "
-              f"max wait {max(w['max_wait_seconds'] for w in writers) * 1000:.0f} ms")
+        print(
+            f"\n[lock race {db.engine.dialect.name}] {final} increments + {sum(p['polls'] for p in polls)} "
+            f"polls in {elapsed:.1f}s; retries {sum(w['retries'] for w in writers)}, "
+            f"lock waits {sum(w['lock_waits'] for w in writers)}, "
+            f"max wait {max(w['max_wait_seconds'] for w in writers) * 1000:.0f} ms"
+        )
 
 
 @pytest.mark.slow
@@ -301,8 +307,7 @@ def test_stats_and_checkpoint(app, runner):
 
 def test_create_user_from_stdin(app, runner):
     """`create-user NAME --role admin --password-stdin` creates a login; a short password is refused."""
-    result = runner.invoke(args=["create-user", "ann", "--role", "admin", "--password-stdin"],
-                           input="correct horse\n")
+    result = runner.invoke(args=["create-user", "ann", "--role", "admin", "--password-stdin"], input="correct horse\n")
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["create-user", "bob", "--password-stdin"], input="short\n")
     assert result.exit_code != 0 and "8 characters" in result.output
@@ -313,8 +318,10 @@ def test_health_counts_retries_in_the_last_hour(app):
     from health import lock_events_since
 
     database.db_commit_with_retry(
-        lambda: db.session.add_all([database.LockEvent(kind="retry", wait_ms=40),
-                                    database.LockEvent(kind="wait", wait_ms=900)]))
+        lambda: db.session.add_all(
+            [database.LockEvent(kind="retry", wait_ms=40), database.LockEvent(kind="wait", wait_ms=900)]
+        )
+    )
     figures = lock_events_since(1.0)
     assert figures == {"retries": 1, "lock_waits": 1, "max_wait_ms": 900}
 
@@ -332,6 +339,7 @@ def test_backup_on_postgresql_uses_pg_dump(app, runner, tmp_path):
 
 def test_a_unit_inside_a_unit_is_refused(app):
     """A nested unit would commit or roll back its caller's work halfway: it is refused, nothing is written."""
+
     def outer():
         db.session.add(Person(code="OUTER", name="Outer"))
         database.db_commit_with_retry(lambda: db.session.add(Person(code="INNER", name="Inner")))

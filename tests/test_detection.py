@@ -19,12 +19,21 @@ URL = "https://www.example.org/venue-wifi"
 # (size, card text, make_photo options): small cards, rotations, tilt and mild blur, at 24 and 20 MP
 BIG_CARD_FRAMES = {
     "5% rotated 15, blurred": ((6000, 4000), CARD, {"card_fraction": 0.05, "rotate_deg": 15, "blur": 1.0}),
-    "5% upside down, tilted": ((6000, 4000), LONG_CARD,
-                               {"card_fraction": 0.05, "rotate_deg": 180, "blur": 1.5, "tilt": 0.15}),
-    "6% on its side, 20 MP": ((5472, 3648), CARD, {"card_fraction": 0.06, "rotate_deg": 90, "blur": 1.0,
-                                                    "card_centre": (0.2, 0.7)}),
-    "10% on its side, tilted": ((6000, 4000), LONG_CARD,
-                                {"card_fraction": 0.10, "rotate_deg": 90, "blur": 1.0, "tilt": 0.2}),
+    "5% upside down, tilted": (
+        (6000, 4000),
+        LONG_CARD,
+        {"card_fraction": 0.05, "rotate_deg": 180, "blur": 1.5, "tilt": 0.15},
+    ),
+    "6% on its side, 20 MP": (
+        (5472, 3648),
+        CARD,
+        {"card_fraction": 0.06, "rotate_deg": 90, "blur": 1.0, "card_centre": (0.2, 0.7)},
+    ),
+    "10% on its side, tilted": (
+        (6000, 4000),
+        LONG_CARD,
+        {"card_fraction": 0.10, "rotate_deg": 90, "blur": 1.0, "tilt": 0.2},
+    ),
     "20% upside down, blurred": ((6000, 4000), CARD, {"card_fraction": 0.20, "rotate_deg": 180, "blur": 2.0}),
 }
 
@@ -35,8 +44,11 @@ def big_frames(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("big")
     names = [*BIG_CARD_FRAMES, "no card", "no card, 20 MP", "poster URL"]
     plan = [("card", text, {"size": size, **options}) for size, text, options in BIG_CARD_FRAMES.values()]
-    plan += [("photo", None, {"size": (6000, 4000)}), ("photo", None, {"size": (5472, 3648)}),
-             ("photo", None, {"size": (6000, 4000), "other_qr": URL})]
+    plan += [
+        ("photo", None, {"size": (6000, 4000)}),
+        ("photo", None, {"size": (5472, 3648)}),
+        ("photo", None, {"size": (6000, 4000), "other_qr": URL}),
+    ]
     return dict(zip(names, make_batch(folder, plan, workers=2), strict=True))
 
 
@@ -78,8 +90,15 @@ def test_non_card_qr_text_is_returned(big_frames):
 
 def test_blurred_small_card_is_found_by_a_closer_look(tmp_path):
     """A 5% card blurred 3 px at 45 degrees is unreadable at the coarse scale; the full-resolution look finds it."""
-    path = make_photo(tmp_path / "hard.jpg", card_text=LONG_CARD, card_fraction=0.05, rotate_deg=45, blur=3,
-                      card_centre=(0.52, 0.38), seed=9)
+    path = make_photo(
+        tmp_path / "hard.jpg",
+        card_text=LONG_CARD,
+        card_fraction=0.05,
+        rotate_deg=45,
+        blur=3,
+        card_centre=(0.52, 0.38),
+        seed=9,
+    )
     draft = Image.open(path)
     assert draft_for_detection(draft)
     coarse_reads = zxingcpp.read_barcodes(draft.convert("L"), return_errors=True)

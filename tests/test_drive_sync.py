@@ -1,4 +1,5 @@
 """Drive delivery wired to the database: the real client against the fake Drive server."""
+
 import hashlib
 import json
 
@@ -19,8 +20,13 @@ ROSTER = "code,name,email,group\nANNA,Anna Berg,,\nBEN,Ben Cho,,\n"
 @pytest.fixture
 def fake(app):
     with FakeDrive() as server:
-        app.config.update(DRIVE_ROOT_FOLDER_ID=server.root_folder_id, DRIVE_CREDENTIALS_TYPE="anonymous",
-                          DRIVE_ROOT_URL=server.url, DRIVE_CHUNK_BYTES=256 * 1024, DRIVE_RETRY_BASE_SECONDS=0.01)
+        app.config.update(
+            DRIVE_ROOT_FOLDER_ID=server.root_folder_id,
+            DRIVE_CREDENTIALS_TYPE="anonymous",
+            DRIVE_ROOT_URL=server.url,
+            DRIVE_CHUNK_BYTES=256 * 1024,
+            DRIVE_RETRY_BASE_SECONDS=0.01,
+        )
         yield server
 
 
@@ -29,8 +35,9 @@ def batch(runner, tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text(ROSTER)
     assert runner.invoke(args=["import-roster", str(roster)]).exit_code == 0
-    make_batch(tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)],
-               size=SMALL_SIZE)
+    make_batch(
+        tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)], size=SMALL_SIZE
+    )
     result = runner.invoke(args=["ingest", str(tmp_path / "day"), "--wait", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -38,8 +45,7 @@ def batch(runner, tmp_path):
 
 def folders(fake) -> dict[str, list[str]]:
     """Person folder name -> sorted file names in it."""
-    return {f["name"]: sorted(c["name"] for c in fake.children(f["id"]))
-            for f in fake.children(fake.root_folder_id)}
+    return {f["name"]: sorted(c["name"] for c in fake.children(f["id"])) for f in fake.children(fake.root_folder_id)}
 
 
 def test_first_sync_one_folder_per_person_with_matching_md5(fake, batch):

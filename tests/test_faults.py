@@ -1,5 +1,6 @@
 """Faults on a busy photo day: a full data disk, a database held locked by another program, the processor's
 worker killed again and again. Each ends in a clear error or a takeover, never in a lost or doubled photo."""
+
 import errno
 import hashlib
 import json
@@ -40,6 +41,7 @@ def sha256(data: bytes) -> str:
 
 
 # --- a data directory that runs out of space ---
+
 
 class TmpfsDisk:
     """The data directory on its own small tmpfs: writes there really fail with ENOSPC."""
@@ -148,8 +150,11 @@ def leftovers(data_dir: Path) -> list[Path]:
 def damaged_originals(data_dir: Path) -> list[Path]:
     """Originals are named by their hash: any whose bytes disagree was cut short."""
     originals = data_dir / "originals"
-    return [p for p in originals.rglob("*") if p.is_file() and sha256(p.read_bytes()) != p.stem] \
-        if originals.exists() else []
+    return (
+        [p for p in originals.rglob("*") if p.is_file() and sha256(p.read_bytes()) != p.stem]
+        if originals.exists()
+        else []
+    )
 
 
 def carl_run(folder: Path, count: int, tag: str) -> dict[str, bytes]:
@@ -157,8 +162,13 @@ def carl_run(folder: Path, count: int, tag: str) -> dict[str, bytes]:
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for i in range(count):
-        path = make_photo(folder / f"IMG_{i + 1:04d}.JPG", size=SMALL_SIZE, card_text="CARL" if i == 0 else None,
-                          captured_at=T0 + timedelta(seconds=i), seed=i)
+        path = make_photo(
+            folder / f"IMG_{i + 1:04d}.JPG",
+            size=SMALL_SIZE,
+            card_text="CARL" if i == 0 else None,
+            captured_at=T0 + timedelta(seconds=i),
+            seed=i,
+        )
         path.write_bytes(path.read_bytes() + tag.encode())
         files[path.name] = path.read_bytes()
     return files
@@ -181,7 +191,8 @@ def assert_delivered_once(data_dir: Path, files: dict[str, bytes]) -> None:
     kept = sorted(p.name for p in folder.iterdir())
     assert kept == sorted([*photos, "manifest.csv", "manifest.json"])
     assert {name: sha256((folder / name).read_bytes()) for name in photos} == {
-        name: sha256(data) for name, data in photos.items()}
+        name: sha256(data) for name, data in photos.items()
+    }
     manifest = json.loads((folder / "manifest.json").read_text())
     assert sorted(row["file"] for row in manifest) == sorted(photos)
 
@@ -213,14 +224,18 @@ def test_ingest_again_after_a_disk_full_failure_delivers_every_photo_once(small_
     assert again.exit_code == 0, again.output
     report = json.loads(again.stdout)
     assert [(e["filename"], e["role"], e["person"]) for e in report["photos"]] == [
-        (name, "separator" if name == "IMG_0001.JPG" else "photo", "CARL") for name in sorted(files)]
+        (name, "separator" if name == "IMG_0001.JPG" else "photo", "CARL") for name in sorted(files)
+    ]
     assert_delivered_once(data_dir, files)
     assert leftovers(data_dir) == []
 
 
 def put_file(client, batch_id: int, name: str, body: bytes):
-    return client.put(f"/api/batches/{batch_id}/files", data=body,
-                      headers={"X-File-Name": quote(name), "Content-Type": "application/octet-stream"})
+    return client.put(
+        f"/api/batches/{batch_id}/files",
+        data=body,
+        headers={"X-File-Name": quote(name), "Content-Type": "application/octet-stream"},
+    )
 
 
 def test_disk_full_during_upload_is_a_retryable_error_and_the_upload_resumes(small_disk, app, client, tmp_path):
@@ -251,12 +266,14 @@ def test_disk_full_during_upload_is_a_retryable_error_and_the_upload_resumes(sma
     report = json.loads(app.test_cli_runner().invoke(args=["report", str(batch_id), "--json"]).stdout)
     assert report["status"] == "done"
     assert [(e["filename"], e["role"], e["person"]) for e in report["photos"]] == [
-        (name, "separator" if name == "IMG_0001.JPG" else "photo", "CARL") for name in files]
+        (name, "separator" if name == "IMG_0001.JPG" else "photo", "CARL") for name in files
+    ]
     assert_delivered_once(data_dir, files)
 
 
 def test_disk_full_during_export_fails_the_batch_and_a_rerun_delivers_everything(
-        small_disk, app, runner, tmp_path, monkeypatch):
+    small_disk, app, runner, tmp_path, monkeypatch
+):
     """A full disk at export fails the batch with the reason, leaves no .tmp; a re-run exports every photo once."""
     data_dir = Path(app.config["DATA_DIR"])
     import_roster(runner, tmp_path)
@@ -316,8 +333,9 @@ class LockHolder:
     """Another program holding the database's write lock (an admin's sqlite3 shell, a stuck job) until released."""
 
     def __init__(self, database_url: str):
-        self.process = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, database_url], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", LOCK_HOLDER, database_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         assert self.process.stdout.readline().strip() == "locked"
 
     def release(self) -> None:
@@ -367,9 +385,12 @@ def shoot_big_day(folder: Path, people: int, per_person: int) -> dict[str, bytes
     bytes, all at one capture time, so file-name order is shooting order."""
     base = folder.parent / "base"
     base.mkdir(parents=True)
-    made = {key: make_photo(base / f"{key}.jpg", size=(3000, 2000), card_text=None if key == "photo" else key,
-                            captured_at=T0, seed=i).read_bytes()
-            for i, key in enumerate(["photo", *(f"P{n}" for n in range(people))])}
+    made = {
+        key: make_photo(
+            base / f"{key}.jpg", size=(3000, 2000), card_text=None if key == "photo" else key, captured_at=T0, seed=i
+        ).read_bytes()
+        for i, key in enumerate(["photo", *(f"P{n}" for n in range(people))])
+    }
     folder.mkdir()
     files = {}
     for n in range(people * per_person):
@@ -412,15 +433,23 @@ def kill_the_processor(server, batch_state, batch_id: int, times: int, timeout: 
     Returns the seconds from each kill to the takeover; checks no claim came before the lease ran out."""
     takeovers, progress = [], 0
     for _ in range(times):
-        state = wait_for(lambda before=progress: (s := batch_state(batch_id)).status == "processing"
-                         and s.progress_done > before and s, 60, "the processor to make progress")
+        state = wait_for(
+            lambda before=progress: (
+                (s := batch_state(batch_id)).status == "processing" and s.progress_done > before and s
+            ),
+            60,
+            "the processor to make progress",
+        )
         victim = owner_pid(state.lease_owner)
         assert victim == server.processor_pid() and victim in server.worker_pids()
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         expired_at = batch_state(batch_id).lease_expires_at  # final: its holder is dead
-        state = wait_for(lambda old=state.lease_owner: (s := batch_state(batch_id)).lease_owner not in (None, old)
-                         and s, timeout, "another worker to take the batch over")
+        state = wait_for(
+            lambda old=state.lease_owner: (s := batch_state(batch_id)).lease_owner not in (None, old) and s,
+            timeout,
+            "another worker to take the batch over",
+        )
         takeovers.append(time.monotonic() - killed_at)
         assert state.status == "processing", "the batch finished before it could be killed often enough"
         assert expired_at < state.started_at, "the batch was claimed before its lease ran out"
@@ -428,11 +457,13 @@ def kill_the_processor(server, batch_state, batch_id: int, times: int, timeout: 
     return takeovers
 
 
-def assert_every_photo_once(report: dict, hashes: dict[str, str], files: dict[str, bytes], data_dir: Path,
-                            per_person: int) -> None:
+def assert_every_photo_once(
+    report: dict, hashes: dict[str, str], files: dict[str, bytes], data_dir: Path, per_person: int
+) -> None:
     assert [e["filename"] for e in report["photos"]] == sorted(files)
     assert [(e["role"], e["person"]) for e in report["photos"]] == [
-        ("photo" if n % per_person else "separator", f"P{n // per_person}") for n in range(len(files))]
+        ("photo" if n % per_person else "separator", f"P{n // per_person}") for n in range(len(files))
+    ]
     assert hashes == {name: sha256(data) for name, data in files.items()}
     for n in range(len(files) // per_person):
         folder = data_dir / "export" / f"P{n} Person {n}"
@@ -448,10 +479,16 @@ def test_processor_worker_killed_three_times_mid_batch(database_url, data_dir, t
     lease, poll, margin, people, per_person = 3, 0.3, 2.0, 6, 10
     files = shoot_big_day(tmp_path / "day", people, per_person)
     engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
-    batch_table = sa.table("batch", sa.column("id", sa.Integer), sa.column("status", sa.String),
-                           sa.column("lease_owner", sa.String), sa.column("lease_expires_at", sa.DateTime),
-                           sa.column("started_at", sa.DateTime), sa.column("progress_done", sa.Integer),
-                           sa.column("attempts", sa.Integer))
+    batch_table = sa.table(
+        "batch",
+        sa.column("id", sa.Integer),
+        sa.column("status", sa.String),
+        sa.column("lease_owner", sa.String),
+        sa.column("lease_expires_at", sa.DateTime),
+        sa.column("started_at", sa.DateTime),
+        sa.column("progress_done", sa.Integer),
+        sa.column("attempts", sa.Integer),
+    )
 
     def batch_state(batch_id: int):
         with engine.connect() as conn:
@@ -476,14 +513,18 @@ def test_processor_worker_killed_three_times_mid_batch(database_url, data_dir, t
         for pid in orphans:  # started by this test's server: never leave them running
             os.kill(pid, signal.SIGKILL)
     with capsys.disabled():
-        print(f"\n[kill -9 x3] takeovers after {', '.join(f'{t:.2f}s' for t in takeovers)} "
-              f"(lease {lease}s, poll {poll}s)")
+        print(
+            f"\n[kill -9 x3] takeovers after {', '.join(f'{t:.2f}s' for t in takeovers)} (lease {lease}s, poll {poll}s)"
+        )
     assert final.status == "done" and final.attempts == 4, final
     assert all(t < lease + poll + margin for t in takeovers), f"takeovers took {takeovers}, lease {lease}s"
     assert verify.returncode == 0, verify.stderr
     with engine.connect() as conn:
-        hashes = dict(conn.execute(sa.text("SELECT original_name, content_hash FROM photo WHERE batch_id = :b"),
-                                   {"b": batch_id}).all())
+        hashes = dict(
+            conn.execute(
+                sa.text("SELECT original_name, content_hash FROM photo WHERE batch_id = :b"), {"b": batch_id}
+            ).all()
+        )
     engine.dispose()
     assert_every_photo_once(report, hashes, files, data_dir, per_person)
     assert orphans == [], f"{len(orphans)} scanner processes of the killed workers outlived them: {orphans}"

@@ -1,4 +1,5 @@
 """The app under real gunicorn workers with the background processor."""
+
 import os
 import signal
 import time

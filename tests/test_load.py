@@ -1,4 +1,5 @@
 """A photo day under load on real gunicorn: no 5xx, no lock error, every photo exactly once."""
+
 import json
 
 import pytest
@@ -15,8 +16,7 @@ UPLOADED = 60
 
 
 def shoot(folder, count: int, people: int):
-    plan = [("card", f"L{i * people // count:03d}") if i % (count // people) == 0 else ("photo",)
-            for i in range(count)]
+    plan = [("card", f"L{i * people // count:03d}") if i % (count // people) == 0 else ("photo",) for i in range(count)]
     return make_batch(folder, plan, size=(800, 600), quality=80)
 
 
@@ -26,8 +26,12 @@ def test_photo_day_under_load(database_url, data_dir, tmp_path, capsys):
     shoot(tmp_path / "processed", PROCESSED, 30)
     uploads = [(f"cam2/{p.name}", p) for p in shoot(tmp_path / "uploaded", UPLOADED, 6)]
     with gunicorn(data_dir, database_url, workers=4, INTAKE_THREADS="8") as server:
-        assert server.flask("create-user", USER[0], "--role", "admin", "--password-stdin",
-                            input_text=USER[1] + "\n").returncode == 0
+        assert (
+            server.flask(
+                "create-user", USER[0], "--role", "admin", "--password-stdin", input_text=USER[1] + "\n"
+            ).returncode
+            == 0
+        )
         result = server.flask("ingest", str(tmp_path / "processed"), "--json")
         assert result.returncode == 0, result.stderr
         batch_id = int(result.stdout.split('"batch": ')[1].split(",")[0])
@@ -51,12 +55,14 @@ def test_photo_day_under_load(database_url, data_dir, tmp_path, capsys):
     p50, p99 = tally.poll_percentiles()
     locks = json.loads(stats.stdout)["last_hour"]
     with capsys.disabled():
-        print(f"\n[load {database_url.split(':')[0]}] {tally.requests} requests in {elapsed:.0f}s "
-              f"(polls {len(tally.poll_seconds)}, uploads {len(tally.statuses['upload'])}, "
-              f"registrations {len(tally.statuses['register'])}); poll p50 {p50 * 1000:.0f} ms, "
-              f"p99 {p99 * 1000:.0f} ms; 5xx {tally.server_errors}; lock retries {locks['retries']}, "
-              f"waits {locks['lock_waits']} (longest {locks['max_wait_ms']} ms); "
-              f"photos verified {PROCESSED + UPLOADED}")
+        print(
+            f"\n[load {database_url.split(':')[0]}] {tally.requests} requests in {elapsed:.0f}s "
+            f"(polls {len(tally.poll_seconds)}, uploads {len(tally.statuses['upload'])}, "
+            f"registrations {len(tally.statuses['register'])}); poll p50 {p50 * 1000:.0f} ms, "
+            f"p99 {p99 * 1000:.0f} ms; 5xx {tally.server_errors}; lock retries {locks['retries']}, "
+            f"waits {locks['lock_waits']} (longest {locks['max_wait_ms']} ms); "
+            f"photos verified {PROCESSED + UPLOADED}"
+        )
 
 
 def stored_hashes(database_url: str, batch_id: int) -> dict[str, str]:
@@ -64,8 +70,9 @@ def stored_hashes(database_url: str, batch_id: int) -> dict[str, str]:
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT original_name, content_hash FROM photo WHERE batch_id = :b"),
-                                {"b": batch_id}).all()
+            rows = conn.execute(
+                text("SELECT original_name, content_hash FROM photo WHERE batch_id = :b"), {"b": batch_id}
+            ).all()
     finally:
         engine.dispose()
     assert len(rows) == len({name for name, _ in rows})

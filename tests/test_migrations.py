@@ -1,4 +1,5 @@
 """Migrations are the only way the schema changes: one head, an empty database upgrades, models match."""
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext

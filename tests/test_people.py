@@ -1,4 +1,5 @@
 """People pages: list, missing subjects, badge sheets, roster import from the browser, registration settings."""
+
 import base64
 import io
 import re
@@ -17,14 +18,15 @@ from registration import parse_field_labels
 from states import BatchStatus, UserRole
 from tests.factories import login, make_person, make_scanned_batch, make_user
 
-ROSTER = ("code,name,email,group,homeroom\n"
-          "A1,Ann,ann@example.com,5A,R12\n"
-          ",No code,,,\n"
-          "B2,Bob,,5B,\n"
-          "A1,Ann again,,,\n")
-ADMIN_PAGES = [("get", "/admin/settings"), ("get", "/people/import"), ("post", "/people/import"),
-               ("post", "/people/import/confirm"), ("post", "/admin/settings/registration"),
-               ("post", "/admin/settings/fields")]
+ROSTER = "code,name,email,group,homeroom\nA1,Ann,ann@example.com,5A,R12\n,No code,,,\nB2,Bob,,5B,\nA1,Ann again,,,\n"
+ADMIN_PAGES = [
+    ("get", "/admin/settings"),
+    ("get", "/people/import"),
+    ("post", "/people/import"),
+    ("post", "/people/import/confirm"),
+    ("post", "/admin/settings/registration"),
+    ("post", "/admin/settings/fields"),
+]
 STAFF_PAGES = ["/people", "/people/missing", "/people/badges"]
 MB = 1024 * 1024
 
@@ -217,9 +219,18 @@ def test_extra_fields_appear_on_the_form_and_are_stored(app, client, admin):
     public = app.test_client()
     form = public.get("/register").get_data(as_text=True)
     assert 'name="extra:Shirt size"' in form and 'name="extra:Teacher"' in form
-    response = public.post("/register", data={"name": "Ann", "email": "ann@example.com", "group": "5A",
-                                              "consent": "yes", "extra:Shirt size": " M ", "extra:Teacher": "",
-                                              "extra:Injected": "x"})
+    response = public.post(
+        "/register",
+        data={
+            "name": "Ann",
+            "email": "ann@example.com",
+            "group": "5A",
+            "consent": "yes",
+            "extra:Shirt size": " M ",
+            "extra:Teacher": "",
+            "extra:Injected": "x",
+        },
+    )
     assert response.status_code == 302
     assert db.session.scalar(select(Person.extra)) == {"Shirt size": "M"}
 
@@ -227,8 +238,9 @@ def test_extra_fields_appear_on_the_form_and_are_stored(app, client, admin):
 def test_too_many_extra_fields_are_refused(client, admin):
     """More fields than allowed gives a message and keeps the old setting."""
     client.post("/admin/settings/fields", data={"fields": "Diet"})
-    response = client.post("/admin/settings/fields", data={"fields": ",".join(f"F{i}" for i in range(11))},
-                           follow_redirects=True)
+    response = client.post(
+        "/admin/settings/fields", data={"fields": ",".join(f"F{i}" for i in range(11))}, follow_redirects=True
+    )
     assert b"At most 10 extra fields" in response.data and b'value="Diet"' in response.data
 
 

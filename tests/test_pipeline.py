@@ -1,4 +1,5 @@
 """The processor end to end on generated batches, through the operators' CLI contract."""
+
 import json
 import shutil
 import zipfile
@@ -100,8 +101,9 @@ def test_other_qr_codes_never_start_a_person(runner, roster, tmp_path):
     folder = tmp_path / "day"
     folder.mkdir()
     make_photo(folder / "1.jpg", size=SMALL_SIZE, card_text="ANNA", captured_at=T0)
-    make_photo(folder / "2.jpg", size=SMALL_SIZE, other_qr="https://example.com/poster",
-               captured_at=T0 + timedelta(seconds=1))
+    make_photo(
+        folder / "2.jpg", size=SMALL_SIZE, other_qr="https://example.com/poster", captured_at=T0 + timedelta(seconds=1)
+    )
     make_photo(folder / "3.jpg", size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=2))
     report = ingest(runner, folder)
     assert [e["role"] for e in report["photos"]] == ["separator", "photo", "photo"]
@@ -110,8 +112,10 @@ def test_other_qr_codes_never_start_a_person(runner, roster, tmp_path):
 
 def test_card_twice_and_reshoot_resume_the_person(runner, roster, tmp_path):
     """The same card twice in a row is one run; the card again later resumes that person."""
-    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("card", "ANNA"), ("photo",), ("card", "BEN"),
-                                      ("photo",), ("card", "ANNA"), ("photo",)])
+    folder = shoot(
+        tmp_path / "day",
+        [("card", "ANNA"), ("card", "ANNA"), ("photo",), ("card", "BEN"), ("photo",), ("card", "ANNA"), ("photo",)],
+    )
     report = ingest(runner, folder)
     assert people(report) == ["ANNA", "ANNA", "ANNA", "BEN", "BEN", "ANNA", "ANNA"]
     assert len({e["group"] for e in report["photos"] if e["person"] == "ANNA"}) == 1

@@ -1,4 +1,5 @@
 """The processor's claim, lease and housekeeping, without images."""
+
 import os
 import time
 

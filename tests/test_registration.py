@@ -1,4 +1,5 @@
 """Public registration and the QR card."""
+
 import io
 
 import zxingcpp

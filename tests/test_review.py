@@ -1,4 +1,5 @@
 """Review corrections: each one, its undo, the audit trail, and re-runs that keep them."""
+
 import json
 from pathlib import Path
 
@@ -31,8 +32,9 @@ def state(photo_id: int) -> tuple:
 
 
 def correct(client, batch_id, ids, kind, code=""):
-    response = client.post(f"/batches/{batch_id}/review/correct",
-                           data={"photo_id": [str(i) for i in ids], "kind": kind, "code": code})
+    response = client.post(
+        f"/batches/{batch_id}/review/correct", data={"photo_id": [str(i) for i in ids], "kind": kind, "code": code}
+    )
     assert response.status_code == 303
     return response
 
@@ -103,9 +105,11 @@ def test_bad_corrections_are_refused(client, admin):
     """Unknown person, unknown kind, photos of another batch: a message, nothing changes."""
     batch_id, ids = make_scanned_batch([("card", "ANNA"), ("photo",)])
     other_id, other_ids = make_scanned_batch([("photo",)], label="other")
-    for data in ({"kind": "assign", "code": "NOBODY", "photo_id": [str(ids[1])]},
-                 {"kind": "explode", "photo_id": [str(ids[1])]},
-                 {"kind": "exclude", "photo_id": [str(other_ids[0])]}):
+    for data in (
+        {"kind": "assign", "code": "NOBODY", "photo_id": [str(ids[1])]},
+        {"kind": "explode", "photo_id": [str(ids[1])]},
+        {"kind": "exclude", "photo_id": [str(other_ids[0])]},
+    ):
         client.post(f"/batches/{batch_id}/review/correct", data=data)
     assert db.session.scalar(select(Correction.id)) is None
 
@@ -138,8 +142,7 @@ def ingest_day(runner, tmp_path, plan):
 
 def export_listing(app) -> dict[str, set[str]]:
     root = Path(app.config["DATA_DIR"]) / "export"
-    return {folder.name: {f.name for f in folder.iterdir() if f.suffix.lower() == ".jpg"}
-            for folder in root.iterdir()}
+    return {folder.name: {f.name for f in folder.iterdir() if f.suffix.lower() == ".jpg"} for folder in root.iterdir()}
 
 
 def test_export_after_correction_moves_exactly_the_changed_photos(app, client, admin, runner, tmp_path):

@@ -1,4 +1,5 @@
 """Roster import: CSV rules, bad rows by line number, good rows kept, idempotent."""
+
 import pytest
 from sqlalchemy import select
 
@@ -16,7 +17,12 @@ def test_reads_header_extra_columns_and_keeps_them(runner, tmp_path):
     assert "2 created" in result.output
     ann = db.session.scalar(select(Person).where(Person.code == "A1"))
     assert (ann.name, ann.email, ann.group_name, ann.extra, str(ann.source)) == (
-        "Ann", "ann@example.com", "5A", {"homeroom": "R12"}, "roster")
+        "Ann",
+        "ann@example.com",
+        "5A",
+        {"homeroom": "R12"},
+        "roster",
+    )
 
 
 def test_excel_bom_and_semicolons(runner, tmp_path):
@@ -30,8 +36,10 @@ def test_excel_bom_and_semicolons(runner, tmp_path):
 def test_bad_rows_reported_by_line_good_rows_kept(runner, tmp_path):
     """Empty codes, bad characters, duplicates and ragged rows are reported with their line numbers."""
     path = tmp_path / "bad.csv"
-    path.write_text("code,name,email,group\nOK1,Good,,\n,No code,,\nBAD CODE,Space,,\nOK1,Again,,\n"
-                    "OK2,,,\nOK3,Mail,not-an-email,\nOK4,Too,many,fields,here\nOK5,Fine,,\n")
+    path.write_text(
+        "code,name,email,group\nOK1,Good,,\n,No code,,\nBAD CODE,Space,,\nOK1,Again,,\n"
+        "OK2,,,\nOK3,Mail,not-an-email,\nOK4,Too,many,fields,here\nOK5,Fine,,\n"
+    )
     result = runner.invoke(args=["import-roster", str(path)])
     assert result.exit_code == 0
     for line in (3, 4, 5, 6, 7, 8):
@@ -61,7 +69,7 @@ def test_unreadable_file_is_an_error_not_a_crash(runner, tmp_path, data):
 
 def test_parse_keeps_formula_text_as_data():
     """A hostile cell is stored as text (it is defused when written to a spreadsheet)."""
-    result = parse_roster(b"code,name\nA1,=HYPERLINK(\"http://x\")\n")
+    result = parse_roster(b'code,name\nA1,=HYPERLINK("http://x")\n')
     assert result.rows[0].name.startswith("=")
 
 

@@ -21,8 +21,16 @@ CARD = "INTAKE:7Q2K9XH4"
 @pytest.fixture(scope="module")
 def card_jpeg(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("scan")
-    return make_photo(folder / "IMG_0001.JPG", size=SMALL_SIZE, card_text=CARD, card_fraction=0.3,
-                      captured_at=T0, subsec="37", orientation=6, camera=("Nikon", "Z 6II", "6012345"))
+    return make_photo(
+        folder / "IMG_0001.JPG",
+        size=SMALL_SIZE,
+        card_text=CARD,
+        card_fraction=0.3,
+        captured_at=T0,
+        subsec="37",
+        orientation=6,
+        camera=("Nikon", "Z 6II", "6012345"),
+    )
 
 
 def jpeg_with_exif(path: Path, ifd0: dict, exif_ifd: dict) -> Path:
@@ -36,8 +44,10 @@ def jpeg_with_exif(path: Path, ifd0: dict, exif_ifd: dict) -> Path:
 
 def png_claiming(width: int, height: int) -> bytes:
     """A 60-byte PNG whose header claims `width` x `height` pixels: decoding it would allocate them all."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -47,9 +57,19 @@ def test_scan_reads_hash_size_exif_and_card(card_jpeg):
     result = scan_file(card_jpeg)
     data = card_jpeg.read_bytes()
     assert result == ScanResult(
-        sha256=hashlib.sha256(data).hexdigest(), size=len(data), ok=True, error=None, width=1200, height=800,
-        orientation=6, camera_make="Nikon", camera_model="Z 6II", camera_serial="6012345",
-        captured_at=T0.replace(microsecond=370000), qr_texts=(CARD,))
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        ok=True,
+        error=None,
+        width=1200,
+        height=800,
+        orientation=6,
+        camera_make="Nikon",
+        camera_model="Z 6II",
+        camera_serial="6012345",
+        captured_at=T0.replace(microsecond=370000),
+        qr_texts=(CARD,),
+    )
 
 
 def test_result_round_trips_through_json(card_jpeg):
@@ -67,14 +87,17 @@ def test_thumbnail_is_upright_small_and_written_atomically(card_jpeg, tmp_path):
     assert [path.name for path in thumb.parent.iterdir()] == ["IMG_0001.jpg"]
 
 
-@pytest.mark.parametrize(("ifd0", "exif_ifd", "expected"), [
-    ({}, {0x9003: "2025:05:17 09:30:12", 0x9291: "5"}, datetime(2025, 5, 17, 9, 30, 12, 500000)),
-    ({}, {0x9003: "2025:05:17 09:30:12", 0x9291: "123456789"}, datetime(2025, 5, 17, 9, 30, 12, 123456)),
-    ({}, {0x9004: "2025:05:17 09:30:13", 0x9292: "07"}, datetime(2025, 5, 17, 9, 30, 13, 70000)),
-    ({0x0132: "2025:05:17 09:30:14"}, {}, datetime(2025, 5, 17, 9, 30, 14)),
-    ({0x0132: "2025:05:17 09:30:14"}, {0x9003: "0000:00:00 00:00:00"}, datetime(2025, 5, 17, 9, 30, 14)),
-    ({}, {}, None),
-])
+@pytest.mark.parametrize(
+    ("ifd0", "exif_ifd", "expected"),
+    [
+        ({}, {0x9003: "2025:05:17 09:30:12", 0x9291: "5"}, datetime(2025, 5, 17, 9, 30, 12, 500000)),
+        ({}, {0x9003: "2025:05:17 09:30:12", 0x9291: "123456789"}, datetime(2025, 5, 17, 9, 30, 12, 123456)),
+        ({}, {0x9004: "2025:05:17 09:30:13", 0x9292: "07"}, datetime(2025, 5, 17, 9, 30, 13, 70000)),
+        ({0x0132: "2025:05:17 09:30:14"}, {}, datetime(2025, 5, 17, 9, 30, 14)),
+        ({0x0132: "2025:05:17 09:30:14"}, {0x9003: "0000:00:00 00:00:00"}, datetime(2025, 5, 17, 9, 30, 14)),
+        ({}, {}, None),
+    ],
+)
 def test_capture_time_falls_back_from_original_to_digitized_to_file_time(tmp_path, ifd0, exif_ifd, expected):
     """DateTimeOriginal with its sub-seconds first, then DateTimeDigitized, then DateTime; None if none."""
     assert scan_file(jpeg_with_exif(tmp_path / "t.jpg", ifd0, exif_ifd)).captured_at == expected
@@ -92,14 +115,17 @@ def test_exif_text_ends_at_its_nul_terminator(tmp_path):
     assert (result.camera_make, result.camera_model) == ("Canon", "Mod")
 
 
-@pytest.mark.parametrize(("name", "content", "reason"), [
-    ("half.jpg", lambda jpeg: jpeg[: len(jpeg) // 2], "truncated JPEG"),
-    ("no-end.jpg", lambda jpeg: jpeg[:-2], "truncated JPEG"),
-    ("notes.jpg", lambda jpeg: b"these are my notes, not a photo\n" * 40, "not an image"),
-    ("empty.jpg", lambda jpeg: b"", "empty file"),
-    ("bomb.png", lambda jpeg: png_claiming(100_000, 100_000), "image too large (decompression bomb)"),
-    ("big.png", lambda jpeg: png_claiming(13_000, 13_000), "image too large (decompression bomb)"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("half.jpg", lambda jpeg: jpeg[: len(jpeg) // 2], "truncated JPEG"),
+        ("no-end.jpg", lambda jpeg: jpeg[:-2], "truncated JPEG"),
+        ("notes.jpg", lambda jpeg: b"these are my notes, not a photo\n" * 40, "not an image"),
+        ("empty.jpg", lambda jpeg: b"", "empty file"),
+        ("bomb.png", lambda jpeg: png_claiming(100_000, 100_000), "image too large (decompression bomb)"),
+        ("big.png", lambda jpeg: png_claiming(13_000, 13_000), "image too large (decompression bomb)"),
+    ],
+)
 def test_bad_input_is_rejected_with_a_reason(card_jpeg, tmp_path, name, content, reason):
     """Truncated, non-image, empty and oversized files give ok=False and a clear reason, never an exception."""
     path = tmp_path / name
@@ -125,7 +151,11 @@ def test_heic_is_scanned_and_a_truncated_one_rejected(tmp_path):
     frame.save(path, "HEIF", quality=90, exif=frame.getexif())
     result = scan_file(path)
     assert (result.ok, result.camera_make, result.captured_at, result.qr_texts) == (
-        True, "Canon", datetime(2025, 5, 17, 9, 30), (CARD,))
+        True,
+        "Canon",
+        datetime(2025, 5, 17, 9, 30),
+        (CARD,),
+    )
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     assert scan_file(path).ok is False
 

@@ -1,5 +1,6 @@
 """Who gets in: every route is guarded unless it is on the public list, admin pages refuse staff, forged
 posts are refused, card codes reveal nothing, logins are rate limited, cookies are locked down."""
+
 import re
 import statistics
 import time
@@ -15,20 +16,39 @@ from tests.conftest import build_app
 from tests.factories import PASSWORD, login, make_person, make_scanned_batch, make_user
 
 # Rules anyone may use. Everything else in app.url_map must refuse an anonymous visitor.
-PUBLIC_RULES = {"/register", "/login", "/card/<code>", "/card/<code>.png", "/card/<code>.svg",
-                "/static/<path:filename>", "/api/health"}
+PUBLIC_RULES = {
+    "/register",
+    "/login",
+    "/card/<code>",
+    "/card/<code>.png",
+    "/card/<code>.svg",
+    "/static/<path:filename>",
+    "/api/health",
+}
 # Endpoints that must refuse staff (403). Every rule under /admin/ is admin-only too.
-ADMIN_ENDPOINTS = {"review.correct", "review.undo", "review.link", "review.rerun", "people.import_form",
-                   "people.import_preview", "people.import_confirm", "people.settings", "people.set_registration",
-                   "people.set_fields"}
+ADMIN_ENDPOINTS = {
+    "review.correct",
+    "review.undo",
+    "review.link",
+    "review.rerun",
+    "people.import_form",
+    "people.import_preview",
+    "people.import_confirm",
+    "people.settings",
+    "people.set_registration",
+    "people.set_fields",
+}
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 ORIGIN = "http://localhost"
 
 
 def routes(app) -> list[tuple[str, str, str]]:
     """(rule, method, endpoint) for every route the app has now, new ones included."""
-    return sorted((rule.rule, method, rule.endpoint) for rule in app.url_map.iter_rules()
-                  for method in rule.methods - {"HEAD", "OPTIONS"})
+    return sorted(
+        (rule.rule, method, rule.endpoint)
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    )
 
 
 def guarded_routes(app) -> list[tuple[str, str, str]]:
@@ -69,8 +89,14 @@ def setup(app, unit, *args, **kwargs):
 def seed_ids() -> dict[str, object]:
     make_person("ANNA", "Anna")
     batch_id, photo_ids = make_scanned_batch([("card", "ANNA"), ("photo",)])
-    return {"batch_id": batch_id, "photo_id": photo_ids[1], "correction_id": 1, "code": "ANNA",
-            "action": "regroup", "filename": "style.css"}
+    return {
+        "batch_id": batch_id,
+        "photo_id": photo_ids[1],
+        "correction_id": 1,
+        "code": "ANNA",
+        "action": "regroup",
+        "filename": "style.css",
+    }
 
 
 @pytest.fixture
@@ -147,8 +173,10 @@ def test_logout_needs_a_login_and_ends_the_session(web):
 
 
 def table_counts() -> dict[str, int]:
-    return {model.__name__: db.session.scalar(select(func.count()).select_from(model))
-            for model in (Batch, Person, PersonAlias, Photo, Correction, Setting, User)}
+    return {
+        model.__name__: db.session.scalar(select(func.count()).select_from(model))
+        for model in (Batch, Person, PersonAlias, Photo, Correction, Setting, User)
+    }
 
 
 def csrf_token(client, url: str = "/login") -> str:
@@ -167,9 +195,18 @@ def test_every_unsafe_route_refuses_a_forged_request(csrf_app):
     before = setup(csrf_app, table_counts)
     unsafe = [(rule, method) for rule, method, _ in routes(csrf_app) if method in UNSAFE_METHODS]
     assert len(unsafe) >= 10
-    form = {"label": "forged", "name": "Mallory", "email": "m@example.com", "consent": "yes", "open": "0",
-            "username": "boss", "password": PASSWORD, "kind": "exclude", "photo_id": str(ids["photo_id"]),
-            "fields": "Shoe size"}
+    form = {
+        "label": "forged",
+        "name": "Mallory",
+        "email": "m@example.com",
+        "consent": "yes",
+        "open": "0",
+        "username": "boss",
+        "password": PASSWORD,
+        "kind": "exclude",
+        "photo_id": str(ids["photo_id"]),
+        "fields": "Shoe size",
+    }
     wrong = []
     for rule, method in unsafe:
         for data in (form, {**form, "csrf_token": other_token}):
@@ -246,11 +283,15 @@ def test_login_is_rate_limited_per_address_whatever_the_headers_say(web):
     setup(web, make_user)
     client = web.test_client()
     for i in range(30):
-        response = client.post("/login", data={"username": f"guess{i}", "password": "wrong password"},
-                               headers={"X-Forwarded-For": f"10.0.{i}.1"})
+        response = client.post(
+            "/login",
+            data={"username": f"guess{i}", "password": "wrong password"},
+            headers={"X-Forwarded-For": f"10.0.{i}.1"},
+        )
         assert response.status_code == 401
-    locked = client.post("/login", data={"username": "staff", "password": PASSWORD},
-                         headers={"X-Forwarded-For": "10.9.9.9"})
+    locked = client.post(
+        "/login", data={"username": "staff", "password": PASSWORD}, headers={"X-Forwarded-For": "10.9.9.9"}
+    )
     assert locked.status_code == 429 and b"Too many failed logins" in locked.data
     assert goes_to_login(client.get("/"))
     assert setup(web, count_attempts) == 30
@@ -261,10 +302,17 @@ def test_login_of_one_user_is_rate_limited_across_addresses(web):
     setup(web, make_user)
     client = web.test_client()
     for i in range(5):
-        assert client.post("/login", data={"username": "staff", "password": "nope nope"},
-                           environ_base={"REMOTE_ADDR": f"192.0.2.{i}"}).status_code == 401
-    locked = client.post("/login", data={"username": "staff", "password": PASSWORD},
-                         environ_base={"REMOTE_ADDR": "198.51.100.7"})
+        assert (
+            client.post(
+                "/login",
+                data={"username": "staff", "password": "nope nope"},
+                environ_base={"REMOTE_ADDR": f"192.0.2.{i}"},
+            ).status_code
+            == 401
+        )
+    locked = client.post(
+        "/login", data={"username": "staff", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "198.51.100.7"}
+    )
     assert locked.status_code == 429
     assert goes_to_login(client.get("/"))
 
@@ -278,8 +326,9 @@ def test_session_cookie_is_httponly_and_samesite_lax(web):
     """The login and the registration sessions set a cookie JavaScript cannot read, not sent cross-site."""
     setup(web, make_user)
     for response in (login(web.test_client()), register(web.test_client(), "cookie@example.com")):
-        attributes = {part.strip().split("=")[0].lower(): part.strip() for part in
-                      session_cookie_header(response).split(";")[1:]}
+        attributes = {
+            part.strip().split("=")[0].lower(): part.strip() for part in session_cookie_header(response).split(";")[1:]
+        }
         assert "httponly" in attributes
         assert attributes.get("samesite") == "SameSite=Lax"
 
@@ -306,20 +355,35 @@ def test_forged_session_signed_with_another_key_is_ignored(web):
     forger = Flask("forger")
     forger.secret_key = "guessed"
     client = web.test_client()
-    client.set_cookie("session", SecureCookieSessionInterface().get_signing_serializer(forger).dumps(
-        {"_user_id": "1", "_fresh": True, "cards": ["ANNA"]}))
+    client.set_cookie(
+        "session",
+        SecureCookieSessionInterface()
+        .get_signing_serializer(forger)
+        .dumps({"_user_id": "1", "_fresh": True, "cards": ["ANNA"]}),
+    )
     assert goes_to_login(client.get("/"))
     assert client.get("/card/ANNA").status_code == 404
 
 
-@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/x", "/\\evil.example/x",
-                                    "/\t/evil.example/x", "\\\\evil.example/x", "/\\/evil.example/x",
-                                    "javascript:alert(1)", "/%2F%2Fevil.example"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/x",
+        "https://evil.example/x",
+        "/\\evil.example/x",
+        "/\t/evil.example/x",
+        "\\\\evil.example/x",
+        "/\\/evil.example/x",
+        "javascript:alert(1)",
+        "/%2F%2Fevil.example",
+    ],
+)
 def test_login_never_redirects_off_site(web, target):
     """After login, ?next= sends the browser only to this site: no scheme, no host, no backslash or tab tricks."""
     setup(web, make_user)
-    response = web.test_client().post("/login", query_string={"next": target},
-                                      data={"username": "staff", "password": PASSWORD})
+    response = web.test_client().post(
+        "/login", query_string={"next": target}, data={"username": "staff", "password": PASSWORD}
+    )
     assert response.status_code == 302
     location = response.headers["Location"]
     # What a browser does with the header (WHATWG URL): drop tabs and newlines, read \ as /.

@@ -1,4 +1,5 @@
 """The upload blueprint through the Flask test client: pages, the resumable file API, refusals, CSRF."""
+
 import errno
 import hashlib
 import io
@@ -77,18 +78,23 @@ class UnreadableBody(io.RawIOBase):
 
 def test_pages_redirect_to_login(client, batch_id):
     """Without a login, the upload pages and the batch form redirect to the login page."""
-    for response in (client.get("/batches/new"), client.post("/batches", data={"label": "x"}),
-                     client.get(f"/batches/{batch_id}/upload")):
+    for response in (
+        client.get("/batches/new"),
+        client.post("/batches", data={"label": "x"}),
+        client.get(f"/batches/{batch_id}/upload"),
+    ):
         assert response.status_code == 302
         assert "/login" in response.headers["Location"]
 
 
 def test_api_answers_401_without_login(client, batch_id, photos):
     """Without a login, every API route answers 401 JSON (a script cannot follow a redirect to a form)."""
-    responses = [put_file(client, batch_id, "IMG_0001.JPG", photos[0].read_bytes()),
-                 client.post(f"/api/batches/{batch_id}/present", json=[]),
-                 client.post(f"/api/batches/{batch_id}/complete"),
-                 client.post(f"/api/batches/{batch_id}/reopen")]
+    responses = [
+        put_file(client, batch_id, "IMG_0001.JPG", photos[0].read_bytes()),
+        client.post(f"/api/batches/{batch_id}/present", json=[]),
+        client.post(f"/api/batches/{batch_id}/complete"),
+        client.post(f"/api/batches/{batch_id}/reopen"),
+    ]
     for response in responses:
         assert response.status_code == 401
         assert response.json["error"] == "login"
@@ -163,8 +169,9 @@ def test_present_lists_only_same_name_and_same_content(client, staff, batch_id, 
     response = client.post(f"/api/batches/{batch_id}/present", json=asked)
     assert response.status_code == 200
     stored_id = photo_rows(batch_id)[0].id
-    assert response.json == {"present": [{"name": "card/IMG_0001.JPG", "sha256": sha256(photos[0]),
-                                          "photo_id": stored_id}]}
+    assert response.json == {
+        "present": [{"name": "card/IMG_0001.JPG", "sha256": sha256(photos[0]), "photo_id": stored_id}]
+    }
 
 
 def test_present_refuses_bad_input_and_unknown_batch(client, staff, batch_id):
@@ -208,8 +215,9 @@ def test_files_route_refusals(client, staff, batch_id, photos):
 def test_two_gigabyte_request_is_refused_from_its_header(client, staff, batch_id):
     """Content-Length over the limit: 413 with a message, recorded as rejected, and not one byte is read."""
     body = UnreadableBody()
-    response = put_file(client, batch_id, "huge.jpg",
-                        environ_overrides={"CONTENT_LENGTH": "2147483648", "wsgi.input": body})
+    response = put_file(
+        client, batch_id, "huge.jpg", environ_overrides={"CONTENT_LENGTH": "2147483648", "wsgi.input": body}
+    )
     assert response.status_code == 413
     assert response.json["message"] == "file is larger than the limit of 200 MB"
     assert body.reads == 0
@@ -221,8 +229,16 @@ def test_two_gigabyte_request_is_refused_from_its_header(client, staff, batch_id
 def test_body_without_length_is_cut_at_the_limit(app, client, staff, batch_id):
     """A chunked body (no Content-Length) is refused once it passes the limit; the partial file is removed."""
     app.config["MAX_UPLOAD_BYTES"] = 64 * 1024
-    response = put_file(client, batch_id, "big.jpg", environ_overrides={
-        "CONTENT_LENGTH": "", "wsgi.input": io.BytesIO(b"x" * 200_000), "wsgi.input_terminated": True})
+    response = put_file(
+        client,
+        batch_id,
+        "big.jpg",
+        environ_overrides={
+            "CONTENT_LENGTH": "",
+            "wsgi.input": io.BytesIO(b"x" * 200_000),
+            "wsgi.input_terminated": True,
+        },
+    )
     assert response.status_code == 422
     assert "larger than the limit" in response.json["message"]
     assert list(storage.incoming_dir().iterdir()) == []
@@ -248,6 +264,7 @@ def test_complete_queues_once_and_reopen_takes_more_files(client, staff, batch_i
 
 def test_reopen_refused_while_processing(client, staff, batch_id):
     """A batch the processor holds cannot take files until it is done."""
+
     def start_processing():
         batch = db.session.get(Batch, batch_id)
         batch.move_to(BatchStatus.QUEUED)
@@ -318,8 +335,12 @@ def test_a_client_that_stops_sending_releases_the_server(app, client, staff, bat
         client_side.sendall(b"x" * 1000)  # then silence, as when the venue Wi-Fi drops
         with server_side.makefile("rb") as body:
             started = time.monotonic()
-            response = put_file(client, batch_id, "IMG_0001.JPG", environ_overrides={
-                "CONTENT_LENGTH": "100000", "wsgi.input": body, "gunicorn.socket": server_side})
+            response = put_file(
+                client,
+                batch_id,
+                "IMG_0001.JPG",
+                environ_overrides={"CONTENT_LENGTH": "100000", "wsgi.input": body, "gunicorn.socket": server_side},
+            )
     assert time.monotonic() - started < 5
     assert response.status_code == 400
     assert photo_rows(batch_id) == []
@@ -328,6 +349,7 @@ def test_a_client_that_stops_sending_releases_the_server(app, client, staff, bat
 
 def test_full_disk_is_not_the_files_fault(client, staff, batch_id, photos, monkeypatch):
     """A full data disk answers 507 with the reason and records nothing: the page keeps the file for later."""
+
     def disk_full(*args):
         raise storage.StorageFull(errno.ENOSPC, "the data disk is full: free space, then resume")
 

@@ -1,4 +1,5 @@
 """A cookie-keeping HTTP client for tests and benches against a live server (urllib only)."""
+
 import http.cookiejar
 import re
 import urllib.error
@@ -35,8 +36,9 @@ class WebClient:
         self.base_url = base_url
         self.opener = urllib.request.build_opener(*handlers)
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 60) -> Reply:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60
+    ) -> Reply:
         req = urllib.request.Request(self.base_url + path, data=body, method=method, headers=headers or {})
         try:
             with self.opener.open(req, timeout=timeout) as response:
