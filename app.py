@@ -4,11 +4,13 @@ import logging
 from pathlib import Path
 
 from dotenv import load_dotenv
-from flask import Flask, jsonify, render_template, request
+from flask import Flask
 
-from config import Config
-from database import DatabaseBusy, configure_engine
-from extensions import csrf, db, login_manager, migrate
+import cli
+from blueprints import admin, api, auth, dashboard, people, registration, review, uploads, web
+from data.config import Config
+from data.database import configure_engine
+from data.extensions import csrf, db, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent
 
@@ -46,32 +48,11 @@ def create_app(overrides: dict | None = None) -> Flask:
         configure_engine(db.engine, app.config["DB_BUSY_TIMEOUT_MS"])
 
     register_blueprints(app)
-    register_error_handlers(app)
-
-    import cli
-
+    web.register_error_handlers(app)
     cli.register(app)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
-    from blueprints import api, auth, dashboard, people, registration, review, uploads
-
-    for module in (auth, registration, dashboard, review, api, uploads, people):
+    for module in (auth, registration, dashboard, review, api, uploads, people, admin):
         app.register_blueprint(module.bp)
-
-
-def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(DatabaseBusy)
-    def database_busy(error: DatabaseBusy):
-        if wants_json():
-            response = jsonify({"error": "busy", "message": str(error)})
-        else:
-            response = app.make_response(render_template("error.html", title="Busy", message=str(error)))
-        response.status_code = 503
-        response.headers["Retry-After"] = "2"
-        return response

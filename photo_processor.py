@@ -7,7 +7,6 @@ through `db_commit_with_retry`; scan results are stored per photo, so a restart 
 
 import fcntl
 import logging
-import multiprocessing
 import os
 import socket
 import threading
@@ -21,15 +20,13 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy import and_, func, or_, select
 
-import assign
-import drive_sync
-import export
-import storage
-from database import db_commit_with_retry, run_in_transaction
-from extensions import db
-from models import Batch, Photo, utcnow
-from scanning import ScanResult, prepare_worker, scan_file
-from states import BatchStatus, PhotoRole, ScanState
+from data import storage
+from data.database import db_commit_with_retry, run_in_transaction
+from data.extensions import db
+from data.models import Batch, Photo, utcnow
+from data.states import BatchPhase, BatchStatus, PhotoRole, ScanState
+from engine.scanning import ScanResult, scan_file, scan_pool
+from services import drive_sync, export, regrouping
 
 log = logging.getLogger("intake.processor")
 # Scan results are committed in small groups: few transactions, little work lost on a kill.
@@ -77,7 +74,7 @@ def held_batch(batch_id: int, owner: str, lease_seconds: int) -> Batch:
     return batch
 
 
-def set_phase(batch_id: int, owner: str, lease_seconds: int, phase: str, done: int, total: int) -> None:
+def set_phase(batch_id: int, owner: str, lease_seconds: int, phase: BatchPhase, done: int, total: int) -> None:
     batch = held_batch(batch_id, owner, lease_seconds)
     batch.phase, batch.progress_done, batch.progress_total = phase, done, total
 
@@ -127,8 +124,8 @@ def pending_scans(batch_id: int) -> list[tuple[int, Path, Path]]:
 
 
 def regroup(batch_id: int, owner: str, lease_seconds: int) -> None:
-    held_batch(batch_id, owner, lease_seconds).phase = "group"
-    assign.regroup_batch(batch_id)
+    held_batch(batch_id, owner, lease_seconds).phase = BatchPhase.GROUP
+    regrouping.regroup_batch(batch_id)
 
 
 def finish_batch(batch_id: int, owner: str, lease_seconds: int, changed_files: int) -> None:
@@ -158,10 +155,7 @@ class Processor:
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn: forking a threaded gunicorn worker can copy held locks into the child.
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=prepare_worker
-            )
+            self._pool = scan_pool(self.workers)
         return self._pool
 
     def close(self) -> None:
@@ -218,7 +212,7 @@ class Processor:
     def process_steps(self, batch_id: int) -> None:
         self.scan(batch_id)
         db_commit_with_retry(regroup, batch_id, self.owner, self.lease)
-        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, "export", 0, 0)
+        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, BatchPhase.EXPORT, 0, 0)
         changed = export.export_pending()
         db_commit_with_retry(finish_batch, batch_id, self.owner, self.lease, changed)
 
@@ -227,7 +221,7 @@ class Processor:
         total = run_in_transaction(
             lambda: db.session.scalar(select(func.count()).where(Photo.batch_id == batch_id)), read_only=True
         )
-        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, "scan", total - len(jobs), total)
+        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, BatchPhase.SCAN, total - len(jobs), total)
         pool = self.pool()
         running: dict[Future, int] = {pool.submit(scan_file, src, thumb): pid for pid, src, thumb in jobs}
         ready: list[tuple[int, ScanResult]] = []

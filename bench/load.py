@@ -18,11 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests import pgserver  # noqa: E402
-from tests.conftest import app_environment  # noqa: E402
-from tests.liveserver import VENV_BIN, gunicorn  # noqa: E402
-from tests.loadgen import Load, run_load  # noqa: E402
-from tests.photogen import make_batch  # noqa: E402
+from tests.support import pgserver  # noqa: E402
+from tests.support.apps import app_environment  # noqa: E402
+from tests.support.liveserver import VENV_BIN, gunicorn  # noqa: E402
+from tests.support.loadgen import Load, run_load  # noqa: E402
+from tests.support.photogen import make_batch  # noqa: E402
 
 USER = ("benchadmin", "bench admin password")
 

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 from pyzbar import pyzbar  # noqa: E402
 
-from cards import card_text  # noqa: E402
-from scanning import scan_files  # noqa: E402
-from tests.photogen import make_batch  # noqa: E402
+from engine.cards import card_text  # noqa: E402
+from engine.scanning import scan_files  # noqa: E402
+from tests.support.photogen import make_batch  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the plan or photogen changes, so cached frames are remade
 SIZES = {20: (5472, 3648), 24: (6000, 4000)}

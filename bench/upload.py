@@ -20,11 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.browser import chromium  # noqa: E402
-from tests.factories import PASSWORD  # noqa: E402
-from tests.liveserver import LiveServer  # noqa: E402
-from tests.photogen import make_photo  # noqa: E402
-from tests.test_browser_upload import add_folder, log_in_and_create_batch  # noqa: E402
+from tests.support.browser import add_folder, chromium, log_in_and_create_batch  # noqa: E402
+from tests.support.factories import PASSWORD  # noqa: E402
+from tests.support.liveserver import LiveServer  # noqa: E402
+from tests.support.photogen import make_photo  # noqa: E402
 
 
 def make_one(job: tuple[Path, tuple[int, int], int]) -> None:
@@ -67,7 +66,7 @@ def run(count: int, size: tuple[int, int]) -> dict:
         try:
             with chromium() as browser:
                 page = browser.new_page()
-                batch_id = log_in_and_create_batch(page, server)
+                batch_id = log_in_and_create_batch(page, server.url)
                 idle_rss = {pid: rss_bytes(pid) for pid in server.worker_pids()}
                 peak: dict[int, int] = {}
                 stop = threading.Event()

@@ -1,16 +1,16 @@
-"""Staff login and logout; the guards other blueprints use."""
+"""Staff login and logout."""
 
-import functools
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
 
-from database import db_commit_with_retry, db_retry, run_in_transaction
-from extensions import db, login_manager
-from models import User
-from users import TooManyAttempts, check_login, record_login
+from blueprints.web import staff_required
+from data.database import db_commit_with_retry, db_retry, run_in_transaction
+from data.extensions import db, login_manager
+from data.models import User
+from services.accounts import TooManyAttempts, check_login, record_login
 
 bp = Blueprint("auth", __name__)
 login_manager.login_view = "auth.login_form"
@@ -26,25 +26,6 @@ def load_user(user_id: str) -> User | None:
     if user is None or not user.active or not secrets.compare_digest(user.session_token, token):
         return None
     return user
-
-
-@login_manager.unauthorized_handler
-def unauthorized():
-    """Pages send people to the login form; API clients get a plain 401."""
-    if request.path.startswith("/api/"):
-        return jsonify({"error": "login required"}), 401
-    return redirect(url_for("auth.login_form", next=request.full_path.rstrip("?")))
-
-
-def admin_required(view):
-    @functools.wraps(view)
-    @login_required
-    def wrapper(*args, **kwargs):
-        if not current_user.is_admin:
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 @bp.get("/login")
@@ -71,7 +52,7 @@ def login():
 
 
 @bp.post("/logout")
-@login_required
+@staff_required
 @db_retry
 def logout():
     """Ends this session and every copy of its cookie."""

@@ -1,30 +1,26 @@
-"""People pages: the list, who has no photos yet, badge sheets, roster import, registration settings."""
+"""People pages: the list, who has no photos yet, badge sheets, roster import."""
 
 import base64
 import binascii
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import login_required
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
-import people
-import registration
-import roster
-from blueprints.auth import admin_required
-from cards import card_svg
-from database import db_retry, run_in_transaction
+from blueprints.web import admin_required, staff_required
+from data.database import db_retry, run_in_transaction
+from engine.cards import card_svg
+from services import directory, roster
 
 bp = Blueprint("people", __name__)
 
-DEFAULT_ROSTER_MAX_BYTES = 5 * 1024 * 1024
 PREVIEW_ROWS = 500
 PAPERS = ("a4", "letter")
 IMPORT_POSTS = {"people.import_preview", "people.import_confirm"}
 
 
 def roster_max_bytes() -> int:
-    return current_app.config.get("ROSTER_MAX_BYTES", DEFAULT_ROSTER_MAX_BYTES)
+    return current_app.config["ROSTER_MAX_BYTES"]
 
 
 def roster_max_mb() -> str:
@@ -64,25 +60,25 @@ def selected_group() -> str:
 
 
 @bp.get("/people")
-@login_required
+@staff_required
 @db_retry
 def index():
     search = request.args.get("q", "").strip()
-    page = people.search_people(search, selected_group(), request.args.get("page", 1, type=int))
+    page = directory.search_people(search, selected_group(), request.args.get("page", 1, type=int))
     return render_template(
-        "people/index.html", page=page, search=search, group=selected_group(), groups=people.group_names()
+        "people/index.html", page=page, search=search, group=selected_group(), groups=directory.group_names()
     )
 
 
 @bp.get("/people/missing")
-@login_required
+@staff_required
 @db_retry
 def missing():
     return render_template(
         "people/missing.html",
-        people=people.missing_people(selected_group()),
+        people=directory.missing_people(selected_group()),
         group=selected_group(),
-        groups=people.group_names(),
+        groups=directory.group_names(),
     )
 
 
@@ -91,15 +87,15 @@ def qr_markup(code: str) -> Markup:
 
 
 @bp.get("/people/badges")
-@login_required
+@staff_required
 @db_retry
 def badges():
     paper = request.args.get("paper", PAPERS[0])
     return render_template(
         "people/badges.html",
-        sheets=people.badge_sheets(people.people_in(selected_group())),
+        sheets=directory.badge_sheets(directory.people_in(selected_group())),
         group=selected_group(),
-        groups=people.group_names(),
+        groups=directory.group_names(),
         paper=paper if paper in PAPERS else PAPERS[0],
         papers=PAPERS,
         qr=qr_markup,
@@ -159,44 +155,3 @@ def import_confirm():
     created, updated = roster.import_roster_rows(result.rows)
     flash(f"Roster imported: {created} created, {updated} updated, {len(result.errors)} rows with errors left out.")
     return redirect(url_for("people.index")), 303
-
-
-@bp.get("/admin/settings")
-@admin_required
-@db_retry
-def settings():
-    return render_template(
-        "admin/settings.html",
-        is_open=registration.registration_is_open(),
-        fields=registration.registration_fields(),
-        max_fields=registration.MAX_EXTRA_FIELDS,
-    )
-
-
-@bp.post("/admin/settings/registration")
-@admin_required
-@db_retry
-def set_registration():
-    # An explicit state, not a toggle: a double-submitted form leaves it as the admin chose.
-    is_open = request.form.get("open") == "1"
-    registration.set_registration_open(is_open)
-    flash("Registration is open." if is_open else "Registration is closed.")
-    return redirect(url_for("people.settings")), 303
-
-
-@bp.post("/admin/settings/fields")
-@admin_required
-@db_retry
-def set_fields():
-    try:
-        labels = registration.parse_field_labels(request.form.get("fields", ""))
-    except ValueError as error:
-        flash(str(error), "error")
-        return redirect(url_for("people.settings")), 303
-    registration.set_registration_fields(labels)
-    flash(
-        f"The registration form asks for: {', '.join(labels)}."
-        if labels
-        else "The registration form asks for no extra fields."
-    )
-    return redirect(url_for("people.settings")), 303

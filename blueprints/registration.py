@@ -4,9 +4,9 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from flask_login import current_user
 from markupsafe import Markup
 
-import registration
-from cards import card_png, card_svg, card_svg_file
-from database import db_retry
+from data.database import db_retry
+from engine.cards import card_png, card_svg, card_svg_file
+from services import directory, signup
 
 bp = Blueprint("registration", __name__)
 
@@ -34,17 +34,15 @@ def read_form(fields: list[str]) -> tuple[dict, list[str]]:
 @bp.route("/register", methods=["GET", "POST"])
 @db_retry
 def register():
-    if not registration.registration_is_open():
+    if not signup.registration_is_open():
         return render_template("registration/closed.html"), 403
-    fields = registration.registration_fields()
+    fields = signup.registration_fields()
     if request.method == "GET":
         return render_template("registration/form.html", form={}, fields=fields, errors=[])
     form, errors = read_form(fields)
     if errors:
         return render_template("registration/form.html", form=form, fields=fields, errors=errors), 400
-    person, created = registration.register_person(
-        form["name"], form["email"], form["group"], form["consent"], form["extra"]
-    )
+    person, created = signup.register_person(form["name"], form["email"], form["group"], form["consent"], form["extra"])
     if not created and not may_see(person.code):
         # Knowing someone's email must not be enough to get their card.
         return render_template("registration/already.html"), 409
@@ -61,7 +59,7 @@ def visible_person(code: str):
     (roster codes can be guessable) reveals nothing, not even whether it exists."""
     if not may_see(code):
         abort(404)
-    person = registration.person_for_code(code)
+    person = directory.person_for_code(code)
     if person is None:
         abort(404)
     return person

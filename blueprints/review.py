@@ -1,42 +1,46 @@
 """Review and rework: look at a batch, correct it, undo, re-run; a person's photos."""
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, send_file, url_for
-from flask_login import current_user, login_required
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
 
-import people
-import review
-import storage
-from batches import queue_batch
-from blueprints.auth import admin_required
-from database import db_retry
-from extensions import db
-from models import Batch, Photo
-from registration import person_for_code
+from blueprints.web import admin_required, staff_required
+from data import storage
+from data.database import db_retry
+from data.extensions import db
+from data.models import Batch, Photo
+from services import corrections
+from services.batches import queue_batch
+from services.directory import person_for_code
 
 bp = Blueprint("review", __name__)
 
-RERUNS = {"rescan": review.rescan_batch, "regroup": queue_batch, "redeliver": review.redeliver_batch}
+RERUNS = {"rescan": corrections.rescan_batch, "regroup": queue_batch, "redeliver": corrections.redeliver_batch}
 
 
 def back_to_review(batch_id: int):
     return redirect(url_for("review.batch", batch_id=batch_id))
 
 
-@bp.errorhandler(review.ReviewError)
-def refused(error: review.ReviewError):
+@bp.errorhandler(corrections.ReviewError)
+def refused(error: corrections.ReviewError):
     """A correction that cannot apply: nothing was changed (the unit rolled back); say why."""
     flash(str(error), "error")
     return back_to_review(request.view_args["batch_id"]), 303
 
 
 @bp.get("/batches/<int:batch_id>/review")
-@login_required
+@staff_required
 @db_retry
 def batch(batch_id: int):
-    found = db.session.get(Batch, batch_id) or abort(404)
-    problems, cameras, corrections = review.review_view(batch_id)
+    found = db.get_or_404(Batch, batch_id)
+    problems, cameras, history = corrections.review_view(batch_id)
     return render_template(
-        "review/batch.html", batch=found, problems=problems, cameras=cameras, corrections=corrections
+        "review/batch.html",
+        batch=found,
+        problems=problems,
+        cameras=cameras,
+        corrections=history,
+        kind_labels=corrections.KIND_LABELS,
     )
 
 
@@ -45,7 +49,7 @@ def batch(batch_id: int):
 @db_retry
 def correct(batch_id: int):
     photo_ids = [int(v) for v in request.form.getlist("photo_id") if v.isdigit()]
-    changed = review.correct(
+    changed = corrections.correct(
         batch_id, photo_ids, request.form.get("kind", ""), request.form.get("code"), current_user.id
     )
     flash(f"{changed} photo(s) changed.")
@@ -56,7 +60,7 @@ def correct(batch_id: int):
 @admin_required
 @db_retry
 def undo(batch_id: int, correction_id: int):
-    review.undo(batch_id, correction_id, current_user.id)
+    corrections.undo(batch_id, correction_id, current_user.id)
     return back_to_review(batch_id), 303
 
 
@@ -64,7 +68,7 @@ def undo(batch_id: int, correction_id: int):
 @admin_required
 @db_retry
 def link(batch_id: int):
-    review.link_code(request.form.get("code", ""), request.form.get("person_code", ""), current_user.id)
+    corrections.link_code(request.form.get("code", ""), request.form.get("person_code", ""), current_user.id)
     return back_to_review(batch_id), 303
 
 
@@ -72,36 +76,28 @@ def link(batch_id: int):
 @admin_required
 @db_retry
 def rerun(batch_id: int, action: str):
-    if action not in RERUNS or db.session.get(Batch, batch_id) is None:
+    if action not in RERUNS:
         abort(404)
+    db.get_or_404(Batch, batch_id)
     RERUNS[action](batch_id)
     flash(f"Batch {batch_id}: {action} started.")
     return back_to_review(batch_id), 303
 
 
 @bp.get("/person/<code>")
-@login_required
+@staff_required
 @db_retry
 def person(code: str):
     found = person_for_code(code) or abort(404)
-    return render_template("review/person.html", person=found, photos=review.person_photos(found))
+    return render_template("review/person.html", person=found, photos=corrections.person_photos(found))
 
 
 @bp.get("/photos/<int:photo_id>/thumb")
-@login_required
+@staff_required
 @db_retry
 def thumb(photo_id: int):
-    photo = db.session.get(Photo, photo_id) or abort(404)
+    photo = db.get_or_404(Photo, photo_id)
     path = storage.thumbnail_path(photo.content_hash) if photo.content_hash else None
     if path is None or not path.exists():
         abort(404)
     return send_file(path, mimetype="image/jpeg", max_age=86400)
-
-
-@bp.get("/api/people")
-@login_required
-@db_retry
-def search_people():
-    return jsonify(
-        [{"code": p.code, "name": p.name, "group": p.group_name} for p in people.suggestions(request.args.get("q", ""))]
-    )

@@ -1,0 +1,11 @@
+"""Operator commands, `flask --app app COMMAND`; the app factory registers them."""
+
+from flask import Flask
+
+from cli import account_commands, db_commands, photo_commands
+
+
+def register(app: Flask) -> None:
+    for module in (db_commands, account_commands, photo_commands):
+        for command in module.COMMANDS:
+            app.cli.add_command(command)

@@ -1,0 +1,92 @@
+"""Settings, read once from the environment (and `.env`), each with a default."""
+
+import os
+import secrets
+from pathlib import Path
+
+
+def env_str(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def env_parsed(name: str, default, parse, expected: str):
+    """The variable through `parse`, the default when it is unset or blank; a clear error when it is wrong."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be {expected}, got {raw!r}") from None
+
+
+def env_int(name: str, default: int) -> int:
+    return env_parsed(name, default, int, "an integer")
+
+
+def env_float(name: str, default: float) -> float:
+    return env_parsed(name, default, float, "a number")
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return env_parsed(name, default, lambda raw: raw.strip().lower() in {"1", "true", "yes", "on"}, "yes or no")
+
+
+def persistent_secret_key(data_dir: Path) -> str:
+    """Generate the key once and keep it, so sessions survive restarts and all workers agree."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker won the race; use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+class Config:
+    """Production defaults. Instantiate after `.env` is loaded: values are read at construction."""
+
+    def __init__(self) -> None:
+        self.DATA_DIR = Path(env_str("INTAKE_DATA_DIR", "instance")).resolve()
+        self.SQLALCHEMY_DATABASE_URI = env_str("DATABASE_URL", f"sqlite:///{self.DATA_DIR / 'intake.sqlite3'}")
+        self.SECRET_KEY = os.environ.get("SECRET_KEY") or persistent_secret_key(self.DATA_DIR)
+        # Per-statement wait for a lock inside SQLite, then whole-unit retries with backoff.
+        self.DB_BUSY_TIMEOUT_MS = env_int("DB_BUSY_TIMEOUT_MS", 5000)
+        self.DB_RETRY_ATTEMPTS = env_int("DB_RETRY_ATTEMPTS", 4)
+        self.DB_RETRY_BASE_DELAY = env_float("DB_RETRY_BASE_DELAY", 0.05)
+        self.DB_RETRY_MAX_DELAY = env_float("DB_RETRY_MAX_DELAY", 1.0)
+        self.DB_POOL_SIZE = env_int("DB_POOL_SIZE", 5)
+        self.PROCESSOR_ENABLED = env_bool("INTAKE_PROCESSOR", True)
+        self.PROCESSOR_WORKERS = env_int("INTAKE_SCAN_WORKERS", os.cpu_count() or 1)
+        self.PROCESSOR_POLL_SECONDS = env_float("INTAKE_PROCESSOR_POLL", 2.0)
+        self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
+        self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
+        self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
+        self.ROSTER_MAX_BYTES = env_int("INTAKE_ROSTER_MAX_MB", 5) * 1024 * 1024
+        self.MAX_ZIP_UPLOAD_BYTES = env_int("INTAKE_MAX_ZIP_MB", 16384) * 1024 * 1024
+        # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).
+        self.UPLOAD_IDLE_SECONDS = env_int("INTAKE_UPLOAD_IDLE_SECONDS", 60)
+        # Drive delivery; an empty root folder id turns it off (the local export still works).
+        self.DRIVE_ROOT_FOLDER_ID = env_str("DRIVE_ROOT_FOLDER_ID", "")
+        self.DRIVE_CREDENTIALS_FILE = env_str("DRIVE_CREDENTIALS_FILE", "")
+        self.DRIVE_CREDENTIALS_TYPE = env_str("DRIVE_CREDENTIALS_TYPE", "service_account")
+        self.DRIVE_SUBJECT = env_str("DRIVE_SUBJECT", "")
+        self.DRIVE_ROOT_URL = env_str("DRIVE_ROOT_URL", "")
+        self.DRIVE_CHUNK_BYTES = env_int("DRIVE_CHUNK_MB", 8) * 1024 * 1024
+        self.DRIVE_SYNC_SECONDS = env_float("DRIVE_SYNC_SECONDS", 10.0)
+        self.DRIVE_RETRY_BASE_SECONDS = env_float("DRIVE_RETRY_BASE_SECONDS", 1.0)
+        # The token lives as long as the session: a two-hour upload must not fail on its last file.
+        self.WTF_CSRF_TIME_LIMIT = None
+        self.EXPORT_CARDS = env_bool("INTAKE_EXPORT_CARDS", False)
+        # Set to 1 behind HTTPS (the usual case at a venue with a reverse proxy).
+        self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+        self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SQLALCHEMY_TRACK_MODIFICATIONS = False

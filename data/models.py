@@ -1,0 +1,265 @@
+"""The data model of the whole product. The schema changes only through migrations."""
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from data.extensions import db
+from data.states import (
+    BatchPhase,
+    BatchSource,
+    BatchStatus,
+    LockEventKind,
+    PersonSource,
+    PhotoRole,
+    ScanState,
+    SyncState,
+    UserRole,
+    check_transition,
+)
+from engine.grouping import CorrectionKind
+
+
+def utcnow() -> datetime:
+    """Naive UTC: one convention for every timestamp, on SQLite and PostgreSQL alike."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def enum_column(enum_type, length: int = 20, **kwargs) -> Mapped[Any]:
+    # Stored as plain strings: portable, and a new state needs no ALTER TYPE.
+    return mapped_column(
+        sa.Enum(
+            enum_type,
+            native_enum=False,
+            length=length,
+            values_callable=lambda e: [m.value for m in e],
+            validate_strings=True,
+            create_constraint=False,
+        ),
+        **kwargs,
+    )
+
+
+class Person(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    email: Mapped[str | None] = mapped_column(sa.String(320), index=True)
+    group_name: Mapped[str | None] = mapped_column(sa.String(200))
+    source: Mapped[PersonSource] = enum_column(PersonSource, default=PersonSource.REGISTERED)
+    consent: Mapped[bool] = mapped_column(default=False)
+    extra: Mapped[dict] = mapped_column(sa.JSON, default=dict)
+    drive_folder_id: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Bumped whenever this person's set of photos changes; export and Drive sync each record the
+    # version they delivered, so "needs delivery" survives crashes and never races a new change.
+    delivery_version: Mapped[int] = mapped_column(default=0)
+    exported_version: Mapped[int] = mapped_column(default=0)
+    synced_version: Mapped[int] = mapped_column(default=0)
+
+    aliases: Mapped[list["PersonAlias"]] = relationship(back_populates="person")
+
+
+class PersonAlias(db.Model):
+    """Another card code that means this person (an unknown card linked in review)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    person: Mapped[Person] = relationship(back_populates="aliases")
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    role: Mapped[UserRole] = enum_column(UserRole, default=UserRole.STAFF)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Part of the login cookie: changing it (logout, new password) kills every copy of the cookie.
+    session_token: Mapped[str] = mapped_column(sa.String(64), default=lambda: secrets.token_hex(16))
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == UserRole.ADMIN
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_token}"
+
+    def new_session_token(self) -> None:
+        self.session_token = secrets.token_hex(16)
+
+
+class LoginAttempt(db.Model):
+    """Failed logins, counted to slow down password guessing across all workers."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(sa.String(80), index=True)
+    ip: Mapped[str] = mapped_column(sa.String(45), index=True)
+
+
+class Batch(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(200), default="")
+    status: Mapped[BatchStatus] = enum_column(BatchStatus, default=BatchStatus.UPLOADING, index=True)
+    source: Mapped[BatchSource] = enum_column(BatchSource, default=BatchSource.WEB)
+    # For `flask ingest`: the folder or zip, so running the same command again resumes this batch.
+    source_path: Mapped[str | None] = mapped_column(sa.String(1024), index=True)
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    queued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # The processor's claim: whoever holds an unexpired lease owns the batch.
+    lease_owner: Mapped[str | None] = mapped_column(sa.String(120))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    phase: Mapped[BatchPhase | None] = enum_column(BatchPhase)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    photos: Mapped[list["Photo"]] = relationship(back_populates="batch", order_by="Photo.id")
+
+    def move_to(self, status: BatchStatus, note: str = "") -> None:
+        """Change status if allowed, keeping the history in the processing log."""
+        check_transition(self.status, status)
+        if self.status != status:
+            db.session.add(ProcessingLog(batch=self, message=f"{self.status} -> {status} {note}".strip()))
+        self.status = status
+
+    def fail(self, reason: str) -> None:
+        """Stop the batch with a reason people can act on; logged once, at error level."""
+        check_transition(self.status, BatchStatus.FAILED)
+        db.session.add(ProcessingLog(batch=self, level="error", message=f"{self.status} -> failed: {reason}"))
+        self.status, self.error = BatchStatus.FAILED, reason
+
+
+class Photo(db.Model):
+    __table_args__ = (sa.UniqueConstraint("batch_id", "original_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    original_name: Mapped[str] = mapped_column(sa.String(1024))
+    content_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    extension: Mapped[str] = mapped_column(sa.String(10))
+    uploaded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scan_state: Mapped[ScanState] = enum_column(ScanState, default=ScanState.PENDING)
+    scanned_at: Mapped[datetime | None]
+    error_reason: Mapped[str | None] = mapped_column(sa.Text)
+    camera_make: Mapped[str | None] = mapped_column(sa.String(100))
+    camera_model: Mapped[str | None] = mapped_column(sa.String(100))
+    camera_serial: Mapped[str | None] = mapped_column(sa.String(100))
+    captured_at: Mapped[datetime | None]
+    orientation: Mapped[int | None]
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    qr_texts: Mapped[list] = mapped_column(sa.JSON, default=list)
+    role: Mapped[PhotoRole | None] = enum_column(PhotoRole)
+    # Text: a frame with several long unknown codes has a long key ("A+B+..."), up to 64 chars each.
+    group_key: Mapped[str | None] = mapped_column(sa.Text)
+    needs_review: Mapped[bool] = mapped_column(default=False)
+    review_reason: Mapped[str | None] = mapped_column(sa.Text)
+    excluded: Mapped[bool] = mapped_column(default=False)
+    duplicate_of_id: Mapped[int | None] = mapped_column(sa.ForeignKey("photo.id", ondelete="SET NULL"))
+
+    batch: Mapped[Batch] = relationship(back_populates="photos")
+    people: Mapped[list[Person]] = relationship(secondary="photo_person", order_by="Person.code")
+
+    @property
+    def camera_key(self) -> str | None:
+        parts = [p for p in (self.camera_make, self.camera_model, self.camera_serial) if p]
+        return " ".join(parts) or None
+
+    def move_scan_to(self, state: ScanState) -> None:
+        check_transition(self.scan_state, state)
+        self.scan_state = state
+
+
+photo_person = sa.Table(
+    "photo_person",
+    db.metadata,
+    sa.Column("photo_id", sa.ForeignKey("photo.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("person_id", sa.ForeignKey("person.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class ReviewCorrection(db.Model):
+    """A manual fix from review, as recorded: who, when, undone or not (grouping.Correction is what applies)."""
+
+    __tablename__ = "correction"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photo.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[CorrectionKind] = enum_column(CorrectionKind)
+    code: Mapped[str | None] = mapped_column(sa.String(64))
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    undone_at: Mapped[datetime | None]
+
+
+class AuditLog(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(sa.String(50))
+    entity: Mapped[str] = mapped_column(sa.String(50))
+    entity_id: Mapped[int | None]
+    before: Mapped[dict | None] = mapped_column(sa.JSON)
+    after: Mapped[dict | None] = mapped_column(sa.JSON)
+
+
+class ProcessingLog(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batch.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    level: Mapped[str] = mapped_column(sa.String(10), default="info")
+    message: Mapped[str] = mapped_column(sa.Text)
+
+    batch: Mapped[Batch | None] = relationship()
+
+
+class DriveItem(db.Model):
+    """One photo delivered (or to be delivered) into one person's Drive folder."""
+
+    __table_args__ = (sa.UniqueConstraint("photo_id", "person_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photo.id", ondelete="CASCADE"))
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    state: Mapped[SyncState] = enum_column(SyncState, default=SyncState.PENDING, index=True)
+    file_id: Mapped[str | None] = mapped_column(sa.String(128))
+    folder_id: Mapped[str | None] = mapped_column(sa.String(128))
+    md5: Mapped[str | None] = mapped_column(sa.String(32))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def move_to(self, state: SyncState) -> None:
+        check_transition(self.state, state)
+        self.state = state
+
+
+class LockEvent(db.Model):
+    """A retry or a long lock wait, kept so the dashboard can show the data layer's health."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[LockEventKind] = enum_column(LockEventKind, length=10)
+    wait_ms: Mapped[int] = mapped_column(default=0)
+    label: Mapped[str] = mapped_column(sa.String(120), default="")
+
+
+class Setting(db.Model):
+    key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
+    value: Mapped[Any] = mapped_column(sa.JSON)

@@ -1,0 +1,226 @@
+"""Drive delivery of each person's exported photos, driven by the database.
+
+Network calls never run inside a database transaction: a plan is read, Drive is called, and
+each result is committed on its own. DriveItem rows remember which file on Drive holds which
+(photo, person), so a re-assigned photo is moved rather than uploaded twice.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select
+
+from data import storage
+from data.database import db_commit_with_retry, run_in_transaction
+from data.extensions import db
+from data.models import DriveItem, Person, Photo, utcnow
+from data.states import SyncState
+from data.stored_settings import read_setting, write_setting
+from engine import drive_client
+from services.export import deliverable_photos, export_names, folder_name, is_deliverable_to, people_behind
+
+log = logging.getLogger("intake.drive")
+STATUS_KEY = "drive_status"
+
+
+def settings() -> drive_client.DriveSettings:
+    config = current_app.config
+    return drive_client.DriveSettings(
+        root_folder_id=config["DRIVE_ROOT_FOLDER_ID"],
+        credentials_file=config["DRIVE_CREDENTIALS_FILE"],
+        credentials_type=config["DRIVE_CREDENTIALS_TYPE"],
+        subject=config["DRIVE_SUBJECT"],
+        root_url=config["DRIVE_ROOT_URL"],
+        chunk_size=config["DRIVE_CHUNK_BYTES"],
+    )
+
+
+def set_status(state: str, message: str = "") -> None:
+    write_setting(STATUS_KEY, {"state": state, "message": message, "at": utcnow().isoformat()})
+
+
+def status() -> dict:
+    if not settings().is_configured():
+        return {"state": "off", "message": "Drive sync is not configured; photos are exported locally only."}
+    return read_setting(STATUS_KEY, {"state": "idle", "message": ""})
+
+
+@dataclass(frozen=True)
+class Planned:
+    photo_id: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Placed:
+    item_id: int
+    photo_id: int
+    synced: bool
+    file_id: str | None
+    folder_id: str | None
+    md5: str | None
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """Plain values, so no database session is open while Drive is called."""
+
+    code: str
+    folder_name: str
+    folder_id: str | None
+    wanted: dict[str, Planned]
+    placed: dict[int, Placed]
+    movable: dict[int, Placed]
+    handed_over: set[int]
+
+
+def placed(item: DriveItem) -> Placed:
+    return Placed(item.id, item.photo_id, item.state == SyncState.SYNCED, item.file_id, item.folder_id, item.md5)
+
+
+def sync_plan(person_id: int) -> SyncPlan:
+    """What should be in the person's folder, what we put there before, and files of photos
+    re-assigned to them from someone else (to move, not upload again)."""
+    person = db.session.get(Person, person_id)
+    wanted = {
+        name: Planned(p.id, str(storage.original_path(p.content_hash, p.extension)))
+        for name, p in export_names(deliverable_photos(person_id)).items()
+    }
+    items = {
+        item.photo_id: placed(item)
+        for item in db.session.scalars(select(DriveItem).where(DriveItem.person_id == person_id))
+    }
+    wanted_ids = {w.photo_id for w in wanted.values()}
+    arriving = wanted_ids - set(items)
+    movable = {
+        item.photo_id: placed(item)
+        for item in db.session.scalars(
+            select(DriveItem).where(
+                DriveItem.photo_id.in_(arriving), DriveItem.person_id != person_id, DriveItem.state == SyncState.SYNCED
+            )
+        )
+        if not is_deliverable_to(item.photo_id, item.person_id)
+    }
+    leaving = set(items) - wanted_ids
+    handed_over = {photo_id for photo_id in leaving if is_delivered_to_someone_else(photo_id, person_id)}
+    return SyncPlan(person.code, folder_name(person), person.drive_folder_id, wanted, items, movable, handed_over)
+
+
+def is_delivered_to_someone_else(photo_id: int, person_id: int) -> bool:
+    """A photo re-assigned to another person: their sync moves our file, so we leave it be."""
+    photo = db.session.get(Photo, photo_id)
+    return any(p.id != person_id and is_deliverable_to(photo_id, p.id) for p in photo.people)
+
+
+def record_folder(person_id: int, folder_id: str) -> None:
+    db.session.get(Person, person_id).drive_folder_id = folder_id
+
+
+def record_item(
+    photo_id: int,
+    person_id: int,
+    file_id: str | None,
+    folder_id: str | None,
+    md5: str | None,
+    error: str | None = None,
+    item_id: int | None = None,
+) -> None:
+    """Upsert the DriveItem for (photo, person); item_id re-points a moved file's row to its new owner."""
+    item = (
+        db.session.get(DriveItem, item_id)
+        if item_id
+        else db.session.scalar(
+            select(DriveItem).where(DriveItem.photo_id == photo_id, DriveItem.person_id == person_id)
+        )
+    )
+    if item is None:
+        item = DriveItem(photo_id=photo_id, person_id=person_id, state=SyncState.PENDING, attempts=0)
+        db.session.add(item)
+    item.person_id = person_id
+    if item.state != SyncState.PENDING:
+        item.move_to(SyncState.PENDING)
+    item.attempts += 1
+    if error is None:
+        item.move_to(SyncState.SYNCED)
+        item.file_id, item.folder_id, item.md5, item.last_error = file_id, folder_id, md5, None
+    else:
+        item.move_to(SyncState.FAILED)
+        item.last_error = error
+
+
+def forget_item(item_id: int) -> None:
+    item = db.session.get(DriveItem, item_id)
+    if item is not None:
+        db.session.delete(item)
+
+
+def record_synced(person_id: int, version: int) -> None:
+    db.session.get(Person, person_id).synced_version = version
+
+
+def sync_person(client: drive_client.DriveClient, root_id: str, person_id: int, version: int) -> bool:
+    """Make the person's Drive folder match their export; True when everything went through."""
+    plan = run_in_transaction(sync_plan, person_id, read_only=True)
+    folder_id = plan.folder_id
+    if plan.wanted and not folder_id:
+        folder_id = client.ensure_folder(root_id, plan.folder_name, plan.code)
+        db_commit_with_retry(record_folder, person_id, folder_id)
+    complete = True
+    for name, photo in plan.wanted.items():
+        item = plan.placed.get(photo.photo_id)
+        if item is not None and item.synced and item.folder_id == folder_id:
+            continue
+        try:
+            moved = plan.movable.get(photo.photo_id)
+            if moved is not None and moved.file_id:
+                client.move(moved.file_id, folder_id)
+                db_commit_with_retry(
+                    record_item, photo.photo_id, person_id, moved.file_id, folder_id, moved.md5, item_id=moved.item_id
+                )
+                continue
+            sha256, md5 = drive_client.file_digests(photo.path)
+            file_id = client.upload(photo.path, name, folder_id, sha256, md5, {"intake_photo": str(photo.photo_id)})
+            db_commit_with_retry(record_item, photo.photo_id, person_id, file_id, folder_id, md5)
+        except (drive_client.DriveConfigError, drive_client.DriveQuotaError):
+            raise
+        except drive_client.DriveError as error:
+            complete = False
+            db_commit_with_retry(record_item, photo.photo_id, person_id, None, None, None, error=str(error))
+    wanted_ids = {photo.photo_id for photo in plan.wanted.values()}
+    for item in plan.placed.values():
+        if item.photo_id not in wanted_ids | plan.handed_over and item.file_id:
+            client.trash(item.file_id)
+            db_commit_with_retry(forget_item, item.item_id)
+    if complete:
+        db_commit_with_retry(record_synced, person_id, version)
+    return complete
+
+
+def sync_pending() -> int:
+    """Sync everyone whose photos changed since their last sync; returns how many people were done.
+
+    Problems a person must fix (credentials, sharing, quota) stop the round and show on the
+    dashboard; the next round tries again rather than crash-looping.
+    """
+    config = settings()
+    if not config.is_configured():
+        return 0
+    pending = run_in_transaction(people_behind, Person.synced_version, read_only=True)
+    if not pending:
+        return 0
+    done = 0
+    try:
+        backoff = drive_client.Backoff(base_seconds=current_app.config["DRIVE_RETRY_BASE_SECONDS"])
+        with drive_client.drive_from_settings(config, backoff) as client:
+            db_commit_with_retry(set_status, "syncing", f"{len(pending)} people to sync")
+            for person_id, version in pending:
+                done += sync_person(client, config.root_folder_id, person_id, version)
+    except (drive_client.DriveConfigError, drive_client.DriveQuotaError) as error:
+        log.error("Drive sync stopped: %s", error)
+        db_commit_with_retry(set_status, "error", str(error))
+        return done
+    db_commit_with_retry(
+        set_status, "ok" if done == len(pending) else "retrying", f"{done} of {len(pending)} people synced"
+    )
+    return done

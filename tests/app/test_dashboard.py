@@ -1,0 +1,47 @@
+"""The live dashboard: figures, cheap unchanged polls, JSON API."""
+
+from tests.support.factories import login, make_batch, make_person, make_user
+
+
+def test_dashboard_requires_login(client):
+    """Anonymous visitors are sent to the login page; the API answers 401."""
+    assert client.get("/").status_code == 302
+    assert client.get("/dashboard/live").status_code == 302
+    assert client.get("/api/dashboard").status_code == 401
+
+
+def test_unchanged_poll_is_a_304(client):
+    """A poll with the last ETag gets 304 and no body until something changes."""
+    make_user()
+    login(client)
+    first = client.get("/dashboard/live")
+    assert first.status_code == 200 and first.headers["ETag"]
+    again = client.get("/dashboard/live", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    make_person("NEW1", "New Person", group="5A")
+    changed = client.get("/dashboard/live", headers={"If-None-Match": first.headers["ETag"]})
+    assert changed.status_code == 200 and b"New Person" in changed.data
+
+
+def test_api_dashboard_shape(client):
+    """/api/dashboard has registrations, batches, drive and data-layer figures."""
+    make_user()
+    login(client)
+    make_person("A1", group="5A")
+    make_person("B1", group="5A")
+    batch = make_batch("morning")
+    data = client.get("/api/dashboard").get_json()
+    assert data["registrations"]["count"] == 2
+    assert data["registrations"]["per_group"] == [{"group": "5A", "count": 2}]
+    assert data["batches"][0]["id"] == batch.id and data["batches"][0]["status"] == "uploading"
+    assert set(data["data_layer"]["last_hour"]) == {"retries", "lock_waits", "max_wait_ms"}
+    assert "counts" in data["drive"]
+
+
+def test_page_renders_with_batches(client):
+    """The full page shows the batch table and polls the fragment."""
+    make_user()
+    login(client)
+    make_batch("afternoon")
+    page = client.get("/")
+    assert page.status_code == 200 and b"afternoon" in page.data and b"data-poll" in page.data

@@ -1,0 +1,230 @@
+"""The processor end to end on generated batches, through the operators' CLI contract."""
+
+import json
+import shutil
+import zipfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.support.photogen import SMALL_SIZE, make_batch, make_photo
+
+T0 = datetime(2026, 5, 17, 9, 0, 0)
+ROSTER = "code,name,email,group\nANNA,Anna Berg,anna@example.com,5A\nBEN,Ben Cho,,5A\nCARL,Carl Dahl,,5B\n"
+
+
+@pytest.fixture
+def roster(runner, tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text(ROSTER)
+    result = runner.invoke(args=["import-roster", str(path)])
+    assert result.exit_code == 0, result.output
+
+
+def ingest(runner, path: Path) -> dict:
+    result = runner.invoke(args=["ingest", str(path), "--wait", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {entry["filename"]: entry for entry in report["photos"]}
+
+
+def shoot(folder: Path, plan: list[tuple], **options) -> Path:
+    make_batch(folder, plan, size=SMALL_SIZE, **options)
+    return folder
+
+
+def people(report: dict) -> list:
+    return [entry["person"] for entry in report["photos"]]
+
+
+def test_cards_start_runs_and_export_folders(app, runner, roster, tmp_path):
+    """card, photos, next card, photos: each photo under its person, folders with manifests, cards not exported."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)])
+    report = ingest(runner, folder)
+    assert report["status"] == "done"
+    assert [e["role"] for e in report["photos"]] == ["separator", "photo", "photo", "separator", "photo"]
+    assert people(report) == ["ANNA", "ANNA", "ANNA", "BEN", "BEN"]
+    export = Path(app.config["DATA_DIR"]) / "export"
+    anna = export / "ANNA Anna Berg"
+    assert sorted(p.name for p in anna.iterdir()) == ["IMG_0002.JPG", "IMG_0003.JPG", "manifest.csv", "manifest.json"]
+    manifest = json.loads((anna / "manifest.json").read_text())
+    assert [row["file"] for row in manifest] == ["IMG_0002.JPG", "IMG_0003.JPG"]
+    assert all(len(row["sha256"]) == 64 and row["camera"] and row["captured_at"] for row in manifest)
+    assert not (export / "CARL Carl Dahl").exists()
+
+
+def test_order_is_capture_time_not_file_name(runner, roster, tmp_path):
+    """Files named out of shooting order are sorted by capture time with sub-seconds."""
+    folder = tmp_path / "day"
+    folder.mkdir()
+    make_photo(folder / "B.JPG", size=SMALL_SIZE, card_text="ANNA", captured_at=T0, subsec="10")
+    make_photo(folder / "A.JPG", size=SMALL_SIZE, captured_at=T0, subsec="50")
+    make_photo(folder / "C.JPG", size=SMALL_SIZE, card_text="BEN", captured_at=T0 + timedelta(seconds=1))
+    entries = by_name(ingest(runner, folder))
+    assert entries["A.JPG"]["person"] == "ANNA"
+    assert entries["C.JPG"]["role"] == "separator"
+
+
+def test_counter_wrap_keeps_order(runner, roster, tmp_path):
+    """IMG_9999 then IMG_0001 (new folder): capture time keeps the run together."""
+    folder = tmp_path / "day"
+    (folder / "100CANON").mkdir(parents=True)
+    (folder / "101CANON").mkdir()
+    make_photo(folder / "100CANON/IMG_9998.JPG", size=SMALL_SIZE, card_text="ANNA", captured_at=T0)
+    make_photo(folder / "100CANON/IMG_9999.JPG", size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=2))
+    make_photo(folder / "101CANON/IMG_0001.JPG", size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=4))
+    entries = by_name(ingest(runner, folder))
+    assert entries["101CANON/IMG_0001.JPG"]["person"] == "ANNA"
+    assert entries["100CANON/IMG_9999.JPG"]["person"] == "ANNA"
+
+
+def test_two_cameras_are_two_sequences(runner, roster, tmp_path):
+    """Two bodies shooting at once: each camera's photos follow that camera's card."""
+    folder = tmp_path / "day"
+    folder.mkdir()
+    cam_a, cam_b = ("Canon", "EOS R6", "A1"), ("Nikon", "Z6", "B2")
+    make_photo(folder / "a1.jpg", size=SMALL_SIZE, camera=cam_a, card_text="ANNA", captured_at=T0)
+    make_photo(folder / "b1.jpg", size=SMALL_SIZE, camera=cam_b, card_text="BEN", captured_at=T0 + timedelta(seconds=1))
+    make_photo(folder / "a2.jpg", size=SMALL_SIZE, camera=cam_a, captured_at=T0 + timedelta(seconds=2))
+    make_photo(folder / "b2.jpg", size=SMALL_SIZE, camera=cam_b, captured_at=T0 + timedelta(seconds=3))
+    entries = by_name(ingest(runner, folder))
+    assert entries["a2.jpg"]["person"] == "ANNA"
+    assert entries["b2.jpg"]["person"] == "BEN"
+
+
+def test_other_qr_codes_never_start_a_person(runner, roster, tmp_path):
+    """A poster URL in frame stays with the current person and starts nothing."""
+    folder = tmp_path / "day"
+    folder.mkdir()
+    make_photo(folder / "1.jpg", size=SMALL_SIZE, card_text="ANNA", captured_at=T0)
+    make_photo(
+        folder / "2.jpg", size=SMALL_SIZE, other_qr="https://example.com/poster", captured_at=T0 + timedelta(seconds=1)
+    )
+    make_photo(folder / "3.jpg", size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=2))
+    report = ingest(runner, folder)
+    assert [e["role"] for e in report["photos"]] == ["separator", "photo", "photo"]
+    assert people(report) == ["ANNA", "ANNA", "ANNA"]
+
+
+def test_card_twice_and_reshoot_resume_the_person(runner, roster, tmp_path):
+    """The same card twice in a row is one run; the card again later resumes that person."""
+    folder = shoot(
+        tmp_path / "day",
+        [("card", "ANNA"), ("card", "ANNA"), ("photo",), ("card", "BEN"), ("photo",), ("card", "ANNA"), ("photo",)],
+    )
+    report = ingest(runner, folder)
+    assert people(report) == ["ANNA", "ANNA", "ANNA", "BEN", "BEN", "ANNA", "ANNA"]
+    assert len({e["group"] for e in report["photos"] if e["person"] == "ANNA"}) == 1
+
+
+def test_photos_before_the_first_card_go_to_review(runner, roster, tmp_path):
+    """Lead-in photos are unassigned and flagged for review."""
+    folder = shoot(tmp_path / "day", [("photo",), ("photo",), ("card", "ANNA"), ("photo",)])
+    entries = ingest(runner, folder)["photos"]
+    assert [e["role"] for e in entries[:2]] == ["unassigned", "unassigned"]
+    assert all(e["needs_review"] and e["person"] is None for e in entries[:2])
+    assert entries[3]["person"] == "ANNA" and not entries[3]["needs_review"]
+
+
+def test_unknown_code_gets_its_own_group_until_registered(app, runner, roster, tmp_path):
+    """An unregistered card never lands its photos on the previous person; registering it attaches them."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",), ("card", "ZED-9"), ("photo",)])
+    report = ingest(runner, folder)
+    unknown = report["photos"][3]
+    assert unknown["person"] is None and unknown["group"] == "ZED-9" and unknown["needs_review"]
+    more = tmp_path / "more.csv"
+    more.write_text("code,name,email,group\nZED-9,Zed Young,,5C\n")
+    assert runner.invoke(args=["import-roster", str(more)]).exit_code == 0
+    # The roster import queued the batch again; processing it attaches the group.
+    from photo_processor import Processor
+
+    assert Processor(app).run_once() == report["batch"]
+    again = json.loads(runner.invoke(args=["report", str(report["batch"]), "--json"]).stdout)
+    assert again["photos"][3]["person"] == "ZED-9" and not again["photos"][3]["needs_review"]
+    assert (Path(app.config["DATA_DIR"]) / "export" / "ZED-9 Zed Young" / "IMG_0004.JPG").exists()
+
+
+def test_several_cards_in_one_frame_share_the_run(runner, roster, tmp_path):
+    """A frame with two cards (a sibling photo): the run belongs to both people."""
+    folder = tmp_path / "day"
+    folder.mkdir()
+    make_photo(folder / "1.jpg", size=SMALL_SIZE, card_text="ANNA", other_qr="BEN", captured_at=T0)
+    make_photo(folder / "2.jpg", size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=1))
+    entries = ingest(runner, folder)["photos"]
+    assert entries[1]["group"] == "ANNA+BEN"
+    assert entries[1]["person"] in ("ANNA", "BEN")
+
+
+def test_bad_files_are_rejected_and_the_batch_goes_on(runner, roster, tmp_path):
+    """Not an image and a truncated JPEG are rejected with reasons; the good photos are grouped."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",)])
+    (folder / "notes.jpg").write_text("this is not a photo")
+    good = (folder / "IMG_0002.JPG").read_bytes()
+    (folder / "IMG_0003.JPG").write_bytes(good[: len(good) // 2])
+    report = ingest(runner, folder)
+    entries = by_name(report)
+    assert report["status"] == "done"
+    assert entries["notes.jpg"]["role"] == "rejected" and entries["notes.jpg"]["reason"]
+    assert entries["IMG_0003.JPG"]["role"] == "rejected" and "truncated" in entries["IMG_0003.JPG"]["reason"]
+    assert entries["IMG_0002.JPG"]["person"] == "ANNA"
+
+
+def test_same_bytes_twice_are_kept_once(app, runner, roster, tmp_path):
+    """A photo copied under another name is reported as a duplicate and exported once."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",)])
+    shutil.copyfile(folder / "IMG_0002.JPG", folder / "copy_of_2.jpg")
+    entries = by_name(ingest(runner, folder))
+    assert entries["copy_of_2.jpg"]["role"] == "duplicate"
+    assert "IMG_0002.JPG" in entries["copy_of_2.jpg"]["reason"]
+    files = list((Path(app.config["DATA_DIR"]) / "export" / "ANNA Anna Berg").glob("*.JPG"))
+    assert len(files) == 1
+
+
+def test_zip_ingest_with_unsafe_paths(runner, roster, tmp_path):
+    """A zip is ingested like a folder; an entry named ../../x is rejected, nothing written outside."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",)])
+    archive = tmp_path / "day.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, f"cam/{path.name}")
+        zf.writestr("../../evil.jpg", (folder / "IMG_0002.JPG").read_bytes())
+    entries = by_name(ingest(runner, archive))
+    assert entries["cam/IMG_0002.JPG"]["person"] == "ANNA"
+    assert entries["../../evil.jpg"]["role"] == "rejected"
+    assert not (tmp_path.parent / "evil.jpg").exists()
+
+
+def test_rerun_is_idempotent(app, runner, roster, tmp_path):
+    """Processing a batch again changes nothing: same report, same export files."""
+    from data.database import db_commit_with_retry
+    from photo_processor import Processor
+    from services.batches import queue_batch
+
+    report = ingest(runner, shoot(tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",)]))
+    export = Path(app.config["DATA_DIR"]) / "export"
+    before = {p: p.stat().st_mtime_ns for p in export.rglob("*")}
+    db_commit_with_retry(queue_batch, report["batch"])
+    assert Processor(app).run_once() == report["batch"]
+    again = json.loads(runner.invoke(args=["report", str(report["batch"]), "--json"]).stdout)
+    assert again == report
+    assert {p: p.stat().st_mtime_ns for p in export.rglob("*")} == before
+
+
+def test_report_of_unknown_batch_fails_cleanly(runner):
+    """`report` of a batch that does not exist exits non-zero with a message."""
+    result = runner.invoke(args=["report", "999"])
+    assert result.exit_code != 0 and "no batch 999" in result.output
+
+
+def test_report_lists_files_in_natural_order(runner, roster, tmp_path):
+    """The report reads as a person would list the folder: IMG_2 before IMG_10."""
+    folder = tmp_path / "day"
+    folder.mkdir()
+    for i, name in enumerate(["IMG_10.JPG", "IMG_2.JPG", "IMG_1.JPG"]):
+        make_photo(folder / name, size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=i))
+    report = ingest(runner, folder)
+    assert [e["filename"] for e in report["photos"]] == ["IMG_1.JPG", "IMG_2.JPG", "IMG_10.JPG"]

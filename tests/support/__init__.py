@@ -1,0 +1,1 @@
+"""What tests and benchmarks share: app builders, factories, live servers, generated photos, fakes."""
