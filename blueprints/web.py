@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 
 from data import storage
 from data.database import DatabaseBusy
@@ -104,6 +105,13 @@ def discard_body() -> None:
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        """API clients get the one JSON shape for every HTTP error too; pages keep Flask's answer."""
+        if not wants_json():
+            return error
+        return json_error(error.code or 500, (error.name or "error").lower().replace(" ", "-"), error.description or "")
+
     @app.errorhandler(DatabaseBusy)
     def database_busy(error: DatabaseBusy):
         response = make_response(refuse(503, "busy", "Busy", str(error)))
