@@ -49,7 +49,8 @@ SHA256_KEY = "intake_sha256"
 FILE_FIELDS = "id,name,mimeType,parents,md5Checksum,size,appProperties"
 CHUNK_ALIGNMENT = 256 * 1024  # Drive accepts chunk sizes in multiples of 256 KiB
 SESSION_RESTARTS = 3
-RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+# errors[].reason (legacy) and details[] ErrorInfo.reason (current); a 403 with either is a rate limit.
+RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"}
 QUOTA_REASONS = {
     "storageQuotaExceeded",
     "quotaExceeded",
@@ -344,7 +345,7 @@ class DriveClient:
 def _is_transient(error: Exception) -> bool:
     if isinstance(error, HttpError):
         status = error.status_code
-        return status == 429 or status >= 500 or (status == 403 and _reason(error) in RATE_LIMIT_REASONS)
+        return status == 429 or status >= 500 or (status == 403 and bool(_reasons(error) & RATE_LIMIT_REASONS))
     if isinstance(error, google.auth.exceptions.GoogleAuthError):
         # Token endpoint unreachable or busy; a refused grant (bad credentials) is not retryable.
         unreachable = (google.auth.exceptions.TransportError, google.auth.exceptions.TimeoutError)
@@ -359,8 +360,7 @@ def _as_drive_error(error: Exception) -> DriveError:
         )
     if not isinstance(error, HttpError):
         return DriveError(f"Google Drive request failed: {_describe(error)}.")
-    reason = _reason(error)
-    if reason in QUOTA_REASONS:
+    if _reasons(error) & QUOTA_REASONS:
         return DriveQuotaError(
             f"Google Drive is full or over a limit ({_describe(error)}). Free space or raise the quota; "
             "a service account has no storage of its own, so the root folder must be in a shared drive."
@@ -386,16 +386,19 @@ def _status(error: Exception) -> int | None:
     return error.status_code if isinstance(error, HttpError) else None
 
 
-def _reason(error: HttpError) -> str:
-    details = error.error_details
-    if isinstance(details, list) and details and isinstance(details[0], dict):
-        return str(details[0].get("reason", ""))
-    return ""
+def _reasons(error: HttpError) -> set[str]:
+    """Reasons from both errors[] and details[]: googleapiclient keeps only details[] when both are sent."""
+    try:
+        body = json.loads(error.content)["error"]
+    except (ValueError, KeyError, TypeError):
+        return set()
+    entries = [*body.get("details", []), *body.get("errors", [])]
+    return {str(entry["reason"]) for entry in entries if isinstance(entry, dict) and entry.get("reason")}
 
 
 def _describe(error: Exception) -> str:
     if isinstance(error, HttpError):
-        return f"HTTP {error.status_code} {_reason(error) or 'error'}: {error.reason}"
+        return f"HTTP {error.status_code} {'/'.join(sorted(_reasons(error))) or 'error'}: {error.reason}"
     return f"{type(error).__name__}: {error}"
 
 

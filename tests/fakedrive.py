@@ -14,7 +14,8 @@ answered 308 + Range, the ``bytes */total`` status query) and an OAuth token end
 Everything lives in one shared drive, so a request without ``supportsAllDrives=true`` gets
 404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google.
 ``fields`` is honoured (default: kind, id, name, mimeType), so a client that forgets to ask
-for a field does not get it. Errors use Google's JSON error shape.
+for a field does not get it. Errors use Google's current JSON error shape (``status``; rate limits also
+carry a ``google.rpc.ErrorInfo`` in ``details[]``, listed before ``errors[]``).
 
 Fault ops: "token", "list", "get", "create", "update", "initiate", "chunk", "status", "any".
 """
@@ -43,6 +44,21 @@ REQUEST_TIMEOUT_S = 10  # a request whose body never arrives is dropped after th
 JOIN_TIMEOUT_S = 10
 SHUTDOWN_POLL_S = 0.05  # how soon serve_forever notices shutdown()
 USAGE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "storageQuotaExceeded"}
+# Rate limits now also carry a google.rpc.ErrorInfo in details[], listed before errors[].
+RATE_LIMIT_QUOTAS = {
+    "rateLimitExceeded": "defaultPerMinutePerProject",
+    "userRateLimitExceeded": "defaultPerMinutePerUser",
+}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 Response = tuple[int, dict[str, str], bytes]
 Predicate = Callable[[dict[str, Any]], bool]
@@ -59,8 +75,21 @@ class ApiError(Exception):
 
     def response(self) -> Response:
         domain = "usageLimits" if self.reason in USAGE_LIMIT_REASONS else "global"
-        error = {"reason": self.reason, "domain": domain, "message": self.message}
-        return _json(self.status, {"error": {"code": self.status, "message": self.message, "errors": [error]}})
+        error: dict[str, Any] = {"code": self.status, "message": self.message}
+        if self.reason in RATE_LIMIT_QUOTAS:
+            error["details"] = [_error_info(RATE_LIMIT_QUOTAS[self.reason])]
+        error["errors"] = [{"message": self.message, "domain": domain, "reason": self.reason}]
+        error["status"] = STATUS_NAMES.get(self.status, "UNKNOWN")
+        return _json(self.status, {"error": error})
+
+
+def _error_info(quota_limit: str) -> dict[str, Any]:
+    return {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "RATE_LIMIT_EXCEEDED",
+        "domain": "googleapis.com",
+        "metadata": {"service": "drive.googleapis.com", "quota_limit": quota_limit},
+    }
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_interrupted_upload_resumes(fake, batch):
 
 
 def test_rate_limits_are_ridden_out(fake, batch):
-    """429 and 403 rateLimitExceeded answers are retried until they pass."""
+    """429 and 403 rate limits (ErrorInfo in details[] before errors[]) are retried; the round goes on."""
     fake.fail("any", 429, times=3)
     fake.fail("list", 403, "userRateLimitExceeded", times=2)
     assert drive_sync.sync_pending() == 2
