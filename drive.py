@@ -2,8 +2,9 @@
 
 Everything is found by ``appProperties`` (private to this app), never by name: names repeat
 and people rename things. Folders carry ``intake_person=<key>``, files ``intake_sha256=<hex>``.
-Every create is preceded by a lookup, also when it is retried after a 5xx, so an answer lost
-after Google stored the item does not make a second copy.
+A folder is created with an id reserved by ``files.generateIds``, so any repeat of the create
+(ours after a 5xx, or httplib2's own re-send of a POST whose connection dropped after Google
+stored it) is refused with 409 and the folder is then read by that id: never a second copy.
 
 Errors: transient ones (429, 5xx, 403 rate limits, timeouts) are retried with capped
 exponential backoff and jitter. What needs a person (credentials, sharing, quota) raises a
@@ -218,11 +219,7 @@ class DriveClient:
         """The id of the folder under parent_id tagged with key, created (or renamed) as needed."""
         query = _and(_in_parents(parent_id), f"mimeType = '{FOLDER_MIME}'", "trashed = false", _has(PERSON_KEY, key))
         metadata = {"name": name, "mimeType": FOLDER_MIME, "parents": [parent_id], "appProperties": {PERSON_KEY: key}}
-
-        def find_or_create() -> DriveFile:
-            return self._first(query) or DriveFile.from_api(self._create(metadata))
-
-        folder = self._retrying(find_or_create)
+        folder = self._retrying(lambda: self._first(query)) or self._create_once(metadata)
         if folder.name != name:
             self._retrying(lambda: self._update(folder.id, body={"name": name}))
         return folder.id
@@ -259,6 +256,23 @@ class DriveClient:
             return elsewhere.id
         return self.upload(path, name, parent_id, sha256, md5, properties)
 
+    def _create_once(self, metadata: dict[str, Any]) -> DriveFile:
+        """Create under a reserved id; Drive's 409 for a repeat means an earlier attempt got through."""
+        file_id = self._retrying(self._generate_id)
+
+        def create() -> DriveFile:
+            try:
+                return DriveFile.from_api(self._create({**metadata, "id": file_id}))
+            except HttpError as error:
+                if error.status_code != 409:
+                    raise
+            # By id, not by search: the search index may not list a just-created item yet.
+            return DriveFile.from_api(
+                self._files.get(fileId=file_id, fields=FILE_FIELDS, supportsAllDrives=True).execute()
+            )
+
+        return self._retrying(create)
+
     def move(self, file_id: str, new_parent_id: str) -> None:
         """Re-parent a file (a photo re-assigned to another person); repeating it is harmless."""
 
@@ -288,6 +302,9 @@ class DriveClient:
         ).execute()
         files = found.get("files", [])
         return DriveFile.from_api(files[0]) if files else None
+
+    def _generate_id(self) -> str:
+        return self._files.generateIds(count=1, space="drive", type="files").execute()["ids"][0]
 
     def _create(self, metadata: dict[str, Any]) -> dict[str, Any]:
         return self._files.create(body=metadata, fields=FILE_FIELDS, supportsAllDrives=True).execute()

@@ -6,10 +6,13 @@ Usage::
         fake.url                          # root URL for DriveSettings.root_url
         fake.root_folder_id               # a folder in the fake shared drive
         fake.fail("chunk", 503)           # the next chunk PUT answers 503
+        fake.drop("create", after_store=True)  # the next create is stored, then the connection closes
+        fake.stall("chunk")               # half the next chunk arrives, then the line goes silent
         fake.files, fake.contents         # state for assertions
 
-What it speaks: files.list (``q`` subset below), files.get, files.create (metadata only),
-files.update (metadata, addParents/removeParents), resumable uploads (initiate, chunk PUTs
+What it speaks: files.list (``q`` subset below), files.get, files.generateIds, files.create
+(metadata only; an ``id`` must come from generateIds and a used one is refused with 409, as
+on Google), files.update (metadata, addParents/removeParents), resumable uploads (initiate, chunk PUTs
 answered 308 + Range, the ``bytes */total`` status query) and an OAuth token endpoint.
 Everything lives in one shared drive, so a request without ``supportsAllDrives=true`` gets
 404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google.
@@ -17,7 +20,10 @@ Everything lives in one shared drive, so a request without ``supportsAllDrives=t
 for a field does not get it. Errors use Google's current JSON error shape (``status``; rate limits also
 carry a ``google.rpc.ErrorInfo`` in ``details[]``, listed before ``errors[]``).
 
-Fault ops: "token", "list", "get", "create", "update", "initiate", "chunk", "status", "any".
+Fault ops: "token", "list", "get", "generateIds", "create", "update", "initiate", "chunk", "status",
+"any". A fault answers with an error, drops the connection without an answer (``drop``; httplib2
+then re-sends the request by itself), or stalls mid-body like a dead network (``stall``: half the
+body is received and kept, nothing is answered until the client hangs up).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -94,9 +100,10 @@ def _error_info(quota_limit: str) -> dict[str, Any]:
 
 @dataclass
 class Fault:
-    """Let ``skip`` requests of ``op`` pass, then answer ``times`` of them with an error.
+    """Let ``skip`` requests of ``op`` pass, then spoil ``times`` of them.
 
-    after_store applies the request before answering with the error (a lost answer).
+    action: "error" answers status/reason, "drop" closes the connection without an answer,
+    "stall" keeps half the body and goes silent. after_store applies the request first (a lost answer).
     """
 
     op: str
@@ -105,6 +112,7 @@ class Fault:
     times: int = 1
     after_store: bool = False
     skip: int = 0
+    action: str = "error"
 
 
 @dataclass
@@ -126,6 +134,8 @@ class FakeDrive:
         self.ops: list[str] = []  # one entry per request, e.g. "list", "chunk"
         self.token_requests: list[dict[str, Any]] = []
         self.faults: list[Fault] = []
+        self.generated_ids: set[str] = set()
+        self.stalled = threading.Event()  # set when a stall fault has swallowed half a body
         self.corrupt_uploads = 0  # the next N completed uploads store one flipped byte
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -156,6 +166,12 @@ class FakeDrive:
         default_reason = {404: "notFound", 429: "rateLimitExceeded"}.get(status, "backendError")
         self.faults.append(Fault(op, status, reason or default_reason, times, after_store, skip))
 
+    def drop(self, op: str, after_store: bool = False, times: int = 1, skip: int = 0) -> None:
+        self.faults.append(Fault(op, 0, "", times, after_store, skip, action="drop"))
+
+    def stall(self, op: str, skip: int = 0) -> None:
+        self.faults.append(Fault(op, 0, "", 1, True, skip, action="stall"))
+
     def children(self, parent_id: str) -> list[dict[str, Any]]:
         return [f for f in self.files.values() if parent_id in f["parents"] and not f["trashed"]]
 
@@ -164,23 +180,38 @@ class FakeDrive:
 
     # -- request handling (called from the request threads; the lock makes each request atomic) --
 
-    def handle(self, method: str, target: str, headers: Message, body: bytes) -> Response:
+    def handle(self, method: str, target: str, headers: Message, rfile: BinaryIO) -> Response | str:
+        """The answer to one request, or "drop" / "stall": hang up without answering."""
         url = urlsplit(target)
         query = dict(parse_qsl(url.query))
         route = _route(method, url.path, query, headers)
-        if route is None:
-            return ApiError(404, "notFound", f"No route for {method} {url.path}").response()
-        op, handler, arg = route
+        length = int(headers.get("Content-Length") or 0)
         with self._lock:
+            op = route[0] if route else "unknown"
             self.ops.append(op)
             fault = self._take_fault(op)
+        stalled = fault is not None and fault.action == "stall"
+        # Read the whole body first, even for an injected error, so the connection stays in sync.
+        body = rfile.read(length // 2 if stalled else length)
+        if route is None:
+            return ApiError(404, "notFound", f"No route for {method} {url.path}").response()
+        response = self._apply(route, query, headers, body, fault)
+        if stalled:
+            self.stalled.set()
+        return fault.action if fault is not None and fault.action != "error" else response
+
+    def _apply(
+        self, route: tuple[str, Method, str], query: dict[str, str], headers: Message, body: bytes, fault: Fault | None
+    ) -> Response:
+        op, handler, arg = route
+        with self._lock:
             try:
                 if op != "token":
-                    self._check_access(headers, query)
+                    self._check_access(op, headers, query)
                 if fault and not fault.after_store:
                     raise ApiError(fault.status, fault.reason)
                 response = handler(self, arg, query, headers, body)
-                if fault:
+                if fault and fault.action == "error":
                     raise ApiError(fault.status, fault.reason)
             except ApiError as error:
                 if op == "token":  # OAuth endpoints answer in their own shape
@@ -202,14 +233,14 @@ class FakeDrive:
                 return fault
         return None
 
-    def _check_access(self, headers: Message, query: dict[str, str]) -> None:
+    def _check_access(self, op: str, headers: Message, query: dict[str, str]) -> None:
         if self.require_auth and headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
             raise ApiError(401, "authError", "Request had invalid authentication credentials.")
-        if query.get("supportsAllDrives") != "true":
+        if op != "generateIds" and query.get("supportsAllDrives") != "true":
             raise ApiError(404, "notFound", "File not found (shared drive item without supportsAllDrives).")
 
     def _store(self, metadata: dict[str, Any], content: bytes | None = None) -> str:
-        file_id = f"fake{next(self._ids):06d}"
+        file_id = metadata.get("id") or self._new_id()
         resource = {
             "kind": "drive#file",
             "id": file_id,
@@ -225,6 +256,16 @@ class FakeDrive:
             self.contents[file_id] = content
         self.files[file_id] = resource
         return file_id
+
+    def _new_id(self) -> str:
+        return f"fake{next(self._ids):06d}"
+
+    def _check_new_id(self, metadata: dict[str, Any]) -> None:
+        file_id = metadata.get("id")
+        if file_id in self.files:
+            raise ApiError(409, "fileIdInUse", "A file already exists with the provided ID.")
+        if file_id is not None and file_id not in self.generated_ids:
+            raise ApiError(400, "invalid", "The provided file ID is not usable.")
 
     def _existing(self, file_id: str) -> dict[str, Any]:
         if file_id not in self.files:
@@ -252,8 +293,14 @@ class FakeDrive:
 
     def _create(self, _arg: str, query: dict[str, str], _headers: Message, body: bytes) -> Response:
         metadata = json.loads(body or b"{}")
+        self._check_new_id(metadata)
         self._check_parents(metadata.get("parents", []))
         return _json(200, _pick(self.files[self._store(metadata)], query.get("fields")))
+
+    def _generate_ids(self, _arg: str, query: dict[str, str], _headers: Message, _body: bytes) -> Response:
+        ids = [self._new_id() for _ in range(int(query.get("count", "10")))]
+        self.generated_ids.update(ids)
+        return _json(200, {"kind": "drive#generatedIds", "space": query.get("space", "drive"), "ids": ids})
 
     def _update(self, file_id: str, query: dict[str, str], _headers: Message, body: bytes) -> Response:
         resource = self._existing(file_id)
@@ -320,6 +367,8 @@ def _route(method: str, path: str, query: dict[str, str], headers: Message) -> t
     files_item = re.fullmatch(r"/drive/v3/files/([^/]+)", path)
     if method == "POST" and path == "/token":
         return "token", FakeDrive._token, ""
+    if path == "/drive/v3/files/generateIds" and method == "GET":
+        return "generateIds", FakeDrive._generate_ids, ""
     if path == "/drive/v3/files":
         return {"GET": ("list", FakeDrive._list, ""), "POST": ("create", FakeDrive._create, "")}.get(method)
     if files_item and method in ("GET", "PATCH"):
@@ -416,15 +465,27 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_GET
 
     def _answer(self) -> None:
-        # Read the whole body first, even for an injected fault, so the connection stays in sync.
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, headers, payload = self.server.fake.handle(self.command, self.path, self.headers, body)
+        response = self.server.fake.handle(self.command, self.path, self.headers, self.rfile)
+        if isinstance(response, str):
+            self.close_connection = True  # no answer: the server closes the socket
+            if response == "stall":
+                self._wait_for_client_to_give_up()
+            return
+        status, headers, payload = response
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _wait_for_client_to_give_up(self) -> None:
+        """A dead line answers nothing; bounded by the handler timeout."""
+        try:
+            while self.connection.recv(64 * 1024):  # the rest of a stalled body, then EOF when the client closes
+                pass
+        except OSError:
+            pass  # the client reset the connection, or the handler timeout ran out
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: pytest shows the assertions, not an access log."""

@@ -207,13 +207,39 @@ def test_persistent_failure_gives_up_with_capped_growing_backoff(fake, drive_cli
 
 
 def test_lost_create_answer_does_not_duplicate_the_folder(fake, drive_client):
-    """A 500 after Drive stored a new folder is retried by lookup, so exactly one folder exists."""
+    """A 500 after Drive stored a new folder: the retry reuses the reserved id, is refused, and reads it."""
     fake.fail("create", 500, after_store=True)
 
     folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
 
     assert [f["id"] for f in fake.children(fake.root_folder_id)] == [folder_id]
-    assert fake.count("create") == 1
+    assert fake.count("create") == 2
+    assert fake.count("generateIds") == 1
+
+
+def test_connection_dropped_after_create_does_not_duplicate_the_folder(fake, drive_client):
+    """httplib2 re-sends a POST whose connection dropped; the reserved id makes Drive refuse the repeat."""
+    fake.drop("create", after_store=True)
+
+    folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert [f["id"] for f in fake.children(fake.root_folder_id)] == [folder_id]
+    assert fake.count("create") == 2  # the re-sent one was refused with 409
+
+
+@pytest.mark.parametrize("op", ["generateIds", "list", "create", "initiate", "chunk", "status"])
+def test_dropped_connections_are_ridden_out_without_copies(fake, drive_client, make_export, op):
+    """Two connections dropped after Drive acted (httplib2 re-sends one, we retry the other): one copy."""
+    photo = make_export()
+    fake.fail("chunk", 503, skip=1)  # so a status query happens too
+    fake.drop(op, after_store=True, times=2)
+
+    folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    deliver(drive_client, photo, folder_id)
+
+    assert_stored_once(fake, photo, folder_id)
+    assert len(fake.children(fake.root_folder_id)) == 1
+    assert not any(f.op == op for f in fake.faults)  # both drops happened
 
 
 def test_lost_last_chunk_answer_does_not_duplicate_the_file(fake, drive_client, make_export):
