@@ -2,6 +2,8 @@
 
 Everything is found by ``appProperties`` (private to this app), never by name: names repeat
 and people rename things. Folders carry ``intake_person=<key>``, files ``intake_sha256=<hex>``.
+Searches cover only the root folder's shared drive (``corpora=drive``): an ``allDrives``
+search may answer ``incompleteSearch`` with items missing, and "not found" must be true.
 A folder is created with an id reserved by ``files.generateIds``, so any repeat of the create
 (ours after a 5xx, or httplib2's own re-send of a POST whose connection dropped after Google
 stored it) is refused with 409 and the folder is then read by that id: never a second copy.
@@ -162,7 +164,7 @@ def drive_from_settings(settings: DriveSettings, backoff: Backoff | None = None)
     service = build_from_document(
         _discovery_document(settings.root_url), http=AuthorizedHttp(_credentials(settings), http=http)
     )
-    return DriveClient(service, settings.chunk_size, backoff or Backoff())
+    return DriveClient(service, settings.root_folder_id, settings.chunk_size, backoff or Backoff())
 
 
 def _discovery_document(root_url: str) -> dict[str, Any]:
@@ -200,9 +202,11 @@ def _credentials(settings: DriveSettings) -> Credentials:
 class DriveClient:
     """Drive operations in plain values; every call is retried and raises only DriveError."""
 
-    def __init__(self, service: Any, chunk_size: int, backoff: Backoff) -> None:
+    def __init__(self, service: Any, root_folder_id: str, chunk_size: int, backoff: Backoff) -> None:
         self._service = service
         self._files = service.files()
+        self._root_folder_id = root_folder_id
+        self._scope: dict[str, Any] | None = None
         self._chunk_size = chunk_size
         self._backoff = backoff
 
@@ -293,15 +297,28 @@ class DriveClient:
     def _first(self, query: str) -> DriveFile | None:
         found = self._files.list(
             q=query,
-            fields=f"files({FILE_FIELDS})",
+            fields=f"incompleteSearch,files({FILE_FIELDS})",
             orderBy="createdTime",  # if two ever exist, everyone picks the same one
             pageSize=1,
-            corpora="allDrives",
-            includeItemsFromAllDrives=True,
             supportsAllDrives=True,
+            **self._search_scope(),
         ).execute()
         files = found.get("files", [])
+        if found.get("incompleteSearch") and not files:
+            raise DriveError("Google Drive answered an incomplete search; sync will try again later.")
         return DriveFile.from_api(files[0]) if files else None
+
+    def _search_scope(self) -> dict[str, Any]:
+        """The root folder's shared drive, or (a root in someone's My Drive) that user's files."""
+        if self._scope is None:
+            root = self._files.get(fileId=self._root_folder_id, fields="driveId", supportsAllDrives=True).execute()
+            drive_id = root.get("driveId")
+            self._scope = (
+                {"corpora": "drive", "driveId": drive_id, "includeItemsFromAllDrives": True}
+                if drive_id
+                else {"corpora": "user"}
+            )
+        return self._scope
 
     def _generate_id(self) -> str:
         return self._files.generateIds(count=1, space="drive", type="files").execute()["ids"][0]

@@ -15,7 +15,10 @@ What it speaks: files.list (``q`` subset below), files.get, files.generateIds, f
 on Google), files.update (metadata, addParents/removeParents), resumable uploads (initiate, chunk PUTs
 answered 308 + Range, the ``bytes */total`` status query) and an OAuth token endpoint.
 Everything lives in one shared drive, so a request without ``supportsAllDrives=true`` gets
-404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google.
+404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google. A list
+finds the shared drive's items only with ``corpora=drive`` and its ``driveId``; a
+``corpora=allDrives`` list answers ``incompleteSearch: true`` with nothing found (the worst
+Google allows; ``incomplete_corpora`` says which corpora do this).
 ``fields`` is honoured (default: kind, id, name, mimeType), so a client that forgets to ask
 for a field does not get it. Errors use Google's current JSON error shape (``status``; rate limits also
 carry a ``google.rpc.ErrorInfo`` in ``details[]``, listed before ``errors[]``).
@@ -137,6 +140,7 @@ class FakeDrive:
         self.generated_ids: set[str] = set()
         self.stalled = threading.Event()  # set when a stall fault has swallowed half a body
         self.corrupt_uploads = 0  # the next N completed uploads store one flipped byte
+        self.incomplete_corpora = {"allDrives"}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -282,11 +286,17 @@ class FakeDrive:
 
     def _list(self, _arg: str, query: dict[str, str], _headers: Message, _body: bytes) -> Response:
         predicates = parse_query(query.get("q", ""))
-        visible = query.get("includeItemsFromAllDrives") == "true"
+        corpora = query.get("corpora", "user")
+        if corpora == "drive" and query.get("driveId") != SHARED_DRIVE_ID:
+            raise ApiError(404, "notFound", f"Shared drive not found: {query.get('driveId')}")
+        visible = query.get("includeItemsFromAllDrives") == "true" and corpora == "drive"
         found = [f for f in self.files.values() if visible and all(p(f) for p in predicates)]
         match = re.search(r"files\(([^)]*)\)", query.get("fields", ""))
         names = match.group(1) if match else None
-        return _json(200, {"kind": "drive#fileList", "files": [_pick(f, names) for f in found]})
+        answer = {"kind": "drive#fileList", "files": [_pick(f, names) for f in found]}
+        if corpora in self.incomplete_corpora:
+            answer["incompleteSearch"] = True
+        return _json(200, answer)
 
     def _get(self, file_id: str, query: dict[str, str], _headers: Message, _body: bytes) -> Response:
         return _json(200, _pick(self._existing(file_id), query.get("fields")))

@@ -292,6 +292,24 @@ def test_folders_are_found_by_key_not_by_name(fake, drive_client):
     assert len(fake.children(fake.root_folder_id)) == 2
 
 
+def test_searches_stay_in_the_shared_drive_so_a_resync_finds_its_folder(fake, drive_client):
+    """allDrives searches may come back incomplete; searching the root's shared drive finds the folder."""
+    first = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1") == first
+    assert len(fake.children(fake.root_folder_id)) == 1
+
+
+def test_an_incomplete_search_is_not_taken_for_nothing_found(fake, drive_client, sleeps):
+    """If even the one-drive search says incompleteSearch, nothing is created on that answer."""
+    fake.incomplete_corpora = {"drive", "allDrives"}
+
+    with pytest.raises(DriveError, match="incomplete"):
+        drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert fake.children(fake.root_folder_id) == []
+
+
 def test_missing_root_folder_is_a_config_error(fake, drive_client, sleeps):
     """A root folder id Drive does not know raises DriveConfigError naming the fix, without retries."""
     with pytest.raises(DriveConfigError, match="root folder id"):
