@@ -81,6 +81,9 @@ class Config:
         self.DRIVE_SUBJECT = env_str("DRIVE_SUBJECT", "")
         self.DRIVE_ROOT_URL = env_str("DRIVE_ROOT_URL", "")
         self.DRIVE_CHUNK_BYTES = env_int("DRIVE_CHUNK_MB", 8) * 1024 * 1024
+        # How soon a silent, dead connection is given up on (then the upload resumes); it must
+        # also cover sending one chunk, so a slow uplink wants smaller chunks, not a longer wait.
+        self.DRIVE_TIMEOUT_SECONDS = env_float("DRIVE_TIMEOUT_SECONDS", 30.0)
         self.DRIVE_SYNC_SECONDS = env_float("DRIVE_SYNC_SECONDS", 10.0)
         self.DRIVE_RETRY_BASE_SECONDS = env_float("DRIVE_RETRY_BASE_SECONDS", 1.0)
         # The token lives as long as the session: a two-hour upload must not fail on its last file.

@@ -14,9 +14,13 @@ exponential backoff and jitter. What needs a person (credentials, sharing, quota
 ``DriveError`` means "try again later".
 
 Library behaviour this relies on (googleapiclient 2.202, measured against tests/fakedrive.py):
-- ``next_chunk(num_retries=N)`` re-sends a failed chunk from an already drained stream, so the
-  server waits for a body that never comes, until the socket timeout. We call ``next_chunk()``
-  again instead: after an error it sends the ``bytes */total`` status query and resumes.
+- httplib2 re-sends by itself a request whose connection dropped before the answer. A chunk
+  handed over as a slice of the file goes out empty the second time, and the server waits for
+  a body that never comes until the socket timeout; so chunks are handed over as bytes.
+- After a failed chunk, ``next_chunk()`` sends the ``bytes */total`` status query and resumes
+  from the byte count the server reports (not from a chunk boundary).
+- The socket timeout bounds each request: it is how soon a silent, dead line is noticed.
+  ``sendall`` counts it over the whole chunk, so it must also cover sending one chunk.
 - httplib2 treats 308 as a redirect unless told otherwise; ``build_http()`` tells it.
 - ``client_options.api_endpoint`` moves only the host of the upload URL (the scheme stays
   https), so a configured root URL is written into the discovery document instead.
@@ -87,6 +91,13 @@ class DriveQuotaError(DriveError):
     """Drive is full or over a limit; a person must free space or wait."""
 
 
+class _ChunkBytes(MediaIoBaseUpload):
+    """Chunks as bytes, so httplib2's own re-send of a chunk carries the whole body again."""
+
+    def has_stream(self) -> bool:
+        return False
+
+
 class _SessionExpired(Exception):
     """The resumable upload session is gone (404/410); the upload starts over."""
 
@@ -101,7 +112,7 @@ class DriveSettings:
     subject: str = ""  # domain-wide delegation: the user a service account acts as
     root_url: str = ""  # e.g. a fake server's URL; empty means Google
     chunk_size: int = 8 * 1024 * 1024
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = 30.0  # per request: how soon a dead line is noticed (see the module docstring)
 
     def is_configured(self) -> bool:
         return bool(self.root_folder_id)
@@ -159,6 +170,8 @@ def drive_from_settings(settings: DriveSettings, backoff: Backoff | None = None)
         raise DriveConfigError("Drive sync is off: no root folder id is configured.")
     if settings.chunk_size <= 0 or settings.chunk_size % CHUNK_ALIGNMENT:
         raise DriveConfigError(f"Drive chunk size must be a positive multiple of {CHUNK_ALIGNMENT} bytes.")
+    if settings.timeout_seconds <= 0:
+        raise DriveConfigError("The Drive request timeout must be a positive number of seconds.")
     http = build_http()  # unlike a bare httplib2.Http, it does not follow Drive's 308 "resume incomplete"
     http.timeout = settings.timeout_seconds
     service = build_from_document(
@@ -334,13 +347,13 @@ class DriveClient:
     def _upload_resumable(self, path: str, metadata: dict[str, Any]) -> dict[str, Any]:
         mimetype = mimetypes.guess_type(metadata["name"])[0] or "application/octet-stream"
         with open(path, "rb") as stream:
-            media = MediaIoBaseUpload(stream, mimetype, chunksize=self._chunk_size, resumable=True)
+            media = _ChunkBytes(stream, mimetype, chunksize=self._chunk_size, resumable=True)
             request = self._files.create(body=metadata, media_body=media, fields=FILE_FIELDS, supportsAllDrives=True)
             delays = self._backoff.delays()
             response = None
             while response is None:
                 try:
-                    _, response = request.next_chunk()  # never num_retries: see the module docstring
+                    _, response = request.next_chunk()  # no num_retries: our backoff, our error translation
                     delays = self._backoff.delays()  # progress made: a later blip gets a fresh budget
                 except _REQUEST_ERRORS as error:
                     if request.resumable_uri and _status(error) in (404, 410):

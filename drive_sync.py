@@ -32,6 +32,7 @@ def settings() -> drive.DriveSettings:
         subject=config["DRIVE_SUBJECT"],
         root_url=config["DRIVE_ROOT_URL"],
         chunk_size=config["DRIVE_CHUNK_BYTES"],
+        timeout_seconds=config["DRIVE_TIMEOUT_SECONDS"],
     )
 
 

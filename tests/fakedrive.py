@@ -42,7 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, BinaryIO
+from io import BufferedIOBase
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
@@ -139,6 +140,8 @@ class FakeDrive:
         self.faults: list[Fault] = []
         self.generated_ids: set[str] = set()
         self.stalled = threading.Event()  # set when a stall fault has swallowed half a body
+        self.short_bodies = 0  # requests whose body ended before its Content-Length (client gave up)
+        self.chunk_starts: list[int] = []  # first byte of each chunk PUT, to see where uploads resume
         self.corrupt_uploads = 0  # the next N completed uploads store one flipped byte
         self.incomplete_corpora = {"allDrives"}
         self._ids = itertools.count(1)
@@ -184,7 +187,7 @@ class FakeDrive:
 
     # -- request handling (called from the request threads; the lock makes each request atomic) --
 
-    def handle(self, method: str, target: str, headers: Message, rfile: BinaryIO) -> Response | str:
+    def handle(self, method: str, target: str, headers: Message, rfile: BufferedIOBase) -> Response | str:
         """The answer to one request, or "drop" / "stall": hang up without answering."""
         url = urlsplit(target)
         query = dict(parse_qsl(url.query))
@@ -196,9 +199,15 @@ class FakeDrive:
             fault = self._take_fault(op)
         stalled = fault is not None and fault.action == "stall"
         # Read the whole body first, even for an injected error, so the connection stays in sync.
-        body = rfile.read(length // 2 if stalled else length)
+        body = _read_body(rfile, length // 2 if stalled else length)
         if route is None:
             return ApiError(404, "notFound", f"No route for {method} {url.path}").response()
+        if len(body) < length and not stalled:
+            with self._lock:
+                self.short_bodies += 1
+            if op != "chunk":  # only upload bytes that arrived count, as on Google
+                return "drop"
+            fault = Fault(op, 0, "", after_store=True, action="drop")
         response = self._apply(route, query, headers, body, fault)
         if stalled:
             self.stalled.set()
@@ -337,10 +346,11 @@ class FakeDrive:
         if session.file_id is not None:  # a re-sent last chunk: the file exists already
             return _json(200, _pick(self.files[session.file_id], query.get("fields")))
         first, _last, total = _content_range(headers["Content-Range"])
+        self.chunk_starts.append(first)
         if first > len(session.received):
             raise ApiError(400, "badRequest", "Chunk does not continue the bytes received so far.")
-        del session.received[first:]  # a re-sent chunk replaces what it overlaps
-        session.received += body
+        # A re-sent chunk overwrites what it overlaps; bytes already received are never lost.
+        session.received[first : first + len(body)] = body
         if len(session.received) < total:
             return _resume_incomplete(session)
         content = bytes(session.received)
@@ -422,6 +432,17 @@ def parse_query(q: str) -> list[Predicate]:
             raise ApiError(400, "invalid", f"Invalid Value: q={q!r}")
         rest = rest.removeprefix("and ").strip()
     return predicates
+
+
+def _read_body(rfile: BufferedIOBase, length: int) -> bytes:
+    """Up to length bytes: fewer when the client hangs up or stays silent past the handler timeout."""
+    body = bytearray()
+    try:
+        while len(body) < length and (block := rfile.read1(length - len(body))):
+            body += block
+    except OSError:
+        pass
+    return bytes(body)
 
 
 def _unescape(value: str) -> str:

@@ -156,6 +156,37 @@ def test_interrupted_chunk_upload_resumes_where_it_stopped(fake, drive_client, m
     assert len(sleeps) == 1
 
 
+def test_connection_dropped_before_a_chunk_answer_resends_the_whole_chunk(fake, drive_client, make_export, sleeps):
+    """httplib2 re-sends the chunk by itself; it carries the whole body, so nothing waits for a timeout."""
+    photo = make_export()
+    fake.drop("chunk", after_store=True, skip=1)
+
+    deliver(drive_client, photo, fake.root_folder_id)
+
+    assert_stored_once(fake, photo, fake.root_folder_id)
+    assert fake.short_bodies == 0
+    assert fake.chunk_starts == [0, CHUNK_BYTES, CHUNK_BYTES, 2 * CHUNK_BYTES]
+    assert sleeps == []
+
+
+def test_line_dead_mid_chunk_is_noticed_and_the_upload_resumes_from_the_servers_count(fake, make_export, sleeps):
+    """Half a chunk arrives, then silence: the request timeout ends the wait, the status query
+    tells how many bytes Drive kept, and the upload goes on from exactly there."""
+    photo = make_export()
+    fake.stall("chunk", skip=1)
+    settings = settings_for(fake, timeout_seconds=1.0)
+
+    with drive_from_settings(settings, Backoff(sleep=sleeps.append)) as drive_client:
+        deliver(drive_client, photo, fake.root_folder_id)
+
+    assert fake.stalled.is_set()
+    assert_stored_once(fake, photo, fake.root_folder_id)
+    kept = CHUNK_BYTES + CHUNK_BYTES // 2
+    assert fake.chunk_starts == [0, CHUNK_BYTES, kept]  # not the chunk boundary: Drive's own count
+    assert fake.count("initiate") == 1
+    assert len(sleeps) == 1
+
+
 def test_expired_upload_session_restarts_cleanly(fake, drive_client, make_export):
     """A 404 on the upload session starts a fresh upload after looking the file up again."""
     photo = make_export()
@@ -381,6 +412,7 @@ def test_settings_say_when_sync_is_off_or_unusable(tmp_path):
     unusable = {
         "sync is off": DriveSettings(),
         "multiple of 262144": DriveSettings(root_folder_id="root", chunk_size=1000),
+        "request timeout": DriveSettings(root_folder_id="root", timeout_seconds=0),
         "No Drive credentials file": DriveSettings(root_folder_id="root"),
         "Cannot read": DriveSettings(root_folder_id="root", credentials_file=str(tmp_path / "missing.json")),
         "test server": DriveSettings(root_folder_id="root", credentials_type="anonymous"),

@@ -81,6 +81,20 @@ def test_rate_limits_are_ridden_out(fake, batch):
     assert sum(len(files) for files in folders(fake).values()) == 3
 
 
+@pytest.mark.timeout(8)  # the default request timeout alone is 30 s
+def test_dead_line_mid_chunk_is_noticed_within_the_request_timeout(app, fake, batch):
+    """Half a chunk then silence: DRIVE_TIMEOUT_SECONDS ends the wait and the upload resumes."""
+    app.config["DRIVE_TIMEOUT_SECONDS"] = 1.0
+    fake.stall("chunk")
+
+    assert drive_sync.sync_pending() == 2
+
+    assert fake.stalled.is_set()
+    assert folders(fake) == {"ANNA Anna Berg": ["IMG_0002.JPG", "IMG_0003.JPG"], "BEN Ben Cho": ["IMG_0005.JPG"]}
+    for file_id, content in fake.contents.items():
+        assert fake.files[file_id]["md5Checksum"] == hashlib.md5(content).hexdigest()
+
+
 def test_drive_down_for_longer_leaves_work_for_the_next_round(fake, batch):
     """Drive failing past the retries: nothing duplicated, the next round finishes the job."""
     fake.fail("initiate", 503, times=50)
