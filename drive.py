@@ -31,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import mimetypes
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +79,7 @@ _REQUEST_ERRORS = (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("intake.drive")
 
 
 class DriveError(Exception):
@@ -241,19 +244,38 @@ class DriveClient:
             self._retrying(lambda: self._update(folder.id, body={"name": name}))
         return folder.id
 
-    def find_file(self, parent_id: str | None, sha256: str) -> DriveFile | None:
-        """The live file with this content hash, in parent_id or (None) anywhere the account sees."""
-        clauses = [_in_parents(parent_id)] if parent_id else []
-        return self._retrying(lambda: self._first(_and(*clauses, "trashed = false", _has(SHA256_KEY, sha256))))
-
-    def upload(
-        self, path: str, name: str, parent_id: str, sha256: str, md5: str, properties: dict[str, str] | None = None
+    def deliver(
+        self,
+        path: str,
+        name: str,
+        parent_id: str,
+        sha256: str,
+        md5: str,
+        properties: dict[str, str] | None = None,
+        movable_id: str | None = None,
     ) -> str:
-        """Upload path into parent_id unless that content is there already; returns the file id."""
-        metadata = {"name": name, "parents": [parent_id], "appProperties": {**(properties or {}), SHA256_KEY: sha256}}
+        """Make this content live in parent_id once; returns the file id.
+
+        An intact copy already there is kept; else movable_id (our copy of a photo re-assigned
+        from someone else, who no longer gets it) is moved here if intact; else it is uploaded.
+        Only that one known copy is ever moved: a search by content would also find the copy
+        of a group photo in another person's folder.
+        """
+        size = os.path.getsize(path)
+        if here := self._intact(self._find_file(parent_id, sha256), md5, size):
+            return here.id
+        if movable_id and (released := self._intact(self._existing_file(movable_id), md5, size)):
+            self.move(released.id, parent_id)
+            return released.id
+        return self._upload(path, name, parent_id, sha256, md5, size, properties or {})
+
+    def _upload(
+        self, path: str, name: str, parent_id: str, sha256: str, md5: str, size: int, properties: dict[str, str]
+    ) -> str:
+        metadata = {"name": name, "parents": [parent_id], "appProperties": {**properties, SHA256_KEY: sha256}}
         for _ in range(SESSION_RESTARTS):
-            if existing := self.find_file(parent_id, sha256):
-                return existing.id
+            if existing := self._intact(self._find_file(parent_id, sha256), md5, size):
+                return existing.id  # an earlier session completed after all
             try:
                 uploaded = DriveFile.from_api(self._upload_resumable(path, metadata))
             except _SessionExpired:
@@ -262,16 +284,39 @@ class DriveClient:
             return uploaded.id
         raise DriveError(f"The Drive upload session for {name} kept expiring; sync will try again later.")
 
-    def deliver(
-        self, path: str, name: str, parent_id: str, sha256: str, md5: str, properties: dict[str, str] | None = None
-    ) -> str:
-        """Make this content live in parent_id once: kept if there, moved if elsewhere, else uploaded."""
-        if here := self.find_file(parent_id, sha256):
-            return here.id
-        if elsewhere := self.find_file(None, sha256):
-            self.move(elsewhere.id, parent_id)
-            return elsewhere.id
-        return self.upload(path, name, parent_id, sha256, md5, properties)
+    def _find_file(self, parent_id: str, sha256: str) -> DriveFile | None:
+        return self._retrying(
+            lambda: self._first(_and(_in_parents(parent_id), "trashed = false", _has(SHA256_KEY, sha256)))
+        )
+
+    def _existing_file(self, file_id: str) -> DriveFile | None:
+        """The live file with this id; None when it was deleted or trashed (by a person, say)."""
+
+        def get() -> DriveFile | None:
+            try:
+                found = self._files.get(
+                    fileId=file_id, fields=f"{FILE_FIELDS},trashed", supportsAllDrives=True
+                ).execute()
+            except HttpError as error:
+                if error.status_code == 404:
+                    return None
+                raise
+            return None if found.get("trashed") else DriveFile.from_api(found)
+
+        return self._retrying(get)
+
+    def _intact(self, found: DriveFile | None, md5: str, size: int) -> DriveFile | None:
+        """found if its md5 and size match the local file; a damaged copy goes to the trash.
+
+        The appProperties tag says which content a file should hold, not that it holds it.
+        """
+        if found is None or (found.md5 == md5 and found.size == size):
+            return found
+        log.warning(
+            "Drive copy %s of %s has md5 %s, size %d; replacing it.", found.id, found.name, found.md5, found.size
+        )
+        self.trash(found.id)
+        return None
 
     def _create_once(self, metadata: dict[str, Any]) -> DriveFile:
         """Create under a reserved id; Drive's 409 for a repeat means an earlier attempt got through."""

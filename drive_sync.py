@@ -70,7 +70,6 @@ class Placed:
     synced: bool
     file_id: str | None
     folder_id: str | None
-    md5: str | None
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class SyncPlan:
 
 
 def placed(item: DriveItem) -> Placed:
-    return Placed(item.id, item.photo_id, item.state == SyncState.SYNCED, item.file_id, item.folder_id, item.md5)
+    return Placed(item.id, item.photo_id, item.state == SyncState.SYNCED, item.file_id, item.folder_id)
 
 
 def sync_plan(person_id: int) -> SyncPlan:
@@ -182,17 +181,28 @@ def sync_person(client: drive.DriveClient, root_id: str, person_id: int, version
         item = plan.placed.get(photo.photo_id)
         if item is not None and item.synced and item.folder_id == folder_id:
             continue
+        # A photo re-assigned from someone else: their file is moved, and its row becomes ours.
+        moved = plan.movable.get(photo.photo_id)
         try:
-            moved = plan.movable.get(photo.photo_id)
-            if moved is not None and moved.file_id:
-                client.move(moved.file_id, folder_id)
-                db_commit_with_retry(
-                    record_item, photo.photo_id, person_id, moved.file_id, folder_id, moved.md5, item_id=moved.item_id
-                )
-                continue
             sha256, md5 = drive.file_digests(photo.path)
-            file_id = client.upload(photo.path, name, folder_id, sha256, md5, {"intake_photo": str(photo.photo_id)})
-            db_commit_with_retry(record_item, photo.photo_id, person_id, file_id, folder_id, md5)
+            file_id = client.deliver(
+                photo.path,
+                name,
+                folder_id,
+                sha256,
+                md5,
+                {"intake_photo": str(photo.photo_id)},
+                movable_id=moved.file_id if moved else None,
+            )
+            db_commit_with_retry(
+                record_item,
+                photo.photo_id,
+                person_id,
+                file_id,
+                folder_id,
+                md5,
+                item_id=moved.item_id if moved else None,
+            )
         except (drive.DriveConfigError, drive.DriveQuotaError):
             raise
         except drive.DriveError as error:

@@ -179,6 +179,11 @@ class FakeDrive:
     def stall(self, op: str, skip: int = 0) -> None:
         self.faults.append(Fault(op, 0, "", 1, True, skip, action="stall"))
 
+    def replace_content(self, file_id: str, content: bytes) -> None:
+        """Damage a stored file behind the client's back (its tag stays)."""
+        self.contents[file_id] = content
+        self.files[file_id] |= {"md5Checksum": hashlib.md5(content).hexdigest(), "size": str(len(content))}
+
     def children(self, parent_id: str) -> list[dict[str, Any]]:
         return [f for f in self.files.values() if parent_id in f["parents"] and not f["trashed"]]
 

@@ -86,9 +86,9 @@ def make_export(tmp_path: Path) -> Callable[..., Photo]:
     return make
 
 
-def deliver(drive_client: DriveClient, photo: Photo, folder_id: str) -> str:
+def deliver(drive_client: DriveClient, photo: Photo, folder_id: str, movable_id: str | None = None) -> str:
     return drive_client.deliver(
-        photo.path, photo.name, folder_id, photo.sha256, photo.md5, {"intake_photo": photo.name}
+        photo.path, photo.name, folder_id, photo.sha256, photo.md5, {"intake_photo": photo.name}, movable_id
     )
 
 
@@ -286,17 +286,59 @@ def test_lost_last_chunk_answer_does_not_duplicate_the_file(fake, drive_client, 
 
 
 def test_reassigned_photo_moves_to_the_new_persons_folder(fake, drive_client, make_export):
-    """Delivering a photo to another person moves the one existing copy instead of uploading again."""
+    """Delivering a photo with the copy it was released from moves that copy instead of uploading."""
     photo = make_export()
     anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
     ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
     file_id = deliver(drive_client, photo, anna)
 
-    assert deliver(drive_client, photo, ben) == file_id
+    assert deliver(drive_client, photo, ben, movable_id=file_id) == file_id
 
     assert_stored_once(fake, photo, ben)
     assert fake.children(anna) == []
     assert fake.count("initiate") == 1
+
+
+def test_group_photo_copy_in_another_folder_is_left_alone(fake, drive_client, make_export):
+    """The same photo for a second person is uploaded again: the first person's copy stays theirs."""
+    photo = make_export()
+    anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
+    anna_copy = deliver(drive_client, photo, anna)
+
+    assert deliver(drive_client, photo, ben) != anna_copy
+
+    assert [f["id"] for f in fake.children(anna)] == [anna_copy]
+    assert len(fake.children(ben)) == 1
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_a_copy_found_by_its_tag_is_checked_before_it_is_trusted(fake, drive_client, make_export, damage):
+    """A tagged copy whose md5 or size differs from the local file is trashed and uploaded again."""
+    photo = make_export()
+    file_id = deliver(drive_client, photo, fake.root_folder_id)
+    content = fake.contents[file_id]
+    fake.replace_content(file_id, bytes([content[0] ^ 1]) + content[1:] if damage == "flipped byte" else content[:-1])
+
+    assert deliver(drive_client, photo, fake.root_folder_id) != file_id
+
+    assert fake.files[file_id]["trashed"]
+    assert_stored_once(fake, photo, fake.root_folder_id)
+
+
+def test_a_damaged_or_deleted_released_copy_is_not_moved(fake, drive_client, make_export):
+    """The copy to move is checked like any other: damaged, it is trashed; gone, the photo is uploaded."""
+    photo = make_export()
+    anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
+    damaged = deliver(drive_client, photo, anna)
+    fake.replace_content(damaged, b"not the photo")
+
+    assert deliver(drive_client, photo, ben, movable_id=damaged) != damaged
+    assert deliver(drive_client, photo, anna, movable_id="deleted-by-hand")
+
+    assert fake.files[damaged]["trashed"]
+    assert len(fake.children(ben)) == 1 and len(fake.children(anna)) == 1
 
 
 def test_storage_quota_is_a_quota_error_without_retries(fake, drive_client, make_export, sleeps):
