@@ -18,7 +18,12 @@ Everything lives in one shared drive, so a request without ``supportsAllDrives=t
 404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google. A list
 finds the shared drive's items only with ``corpora=drive`` and its ``driveId``; a
 ``corpora=allDrives`` list answers ``incompleteSearch: true`` with nothing found (the worst
-Google allows; ``incomplete_corpora`` says which corpora do this).
+Google allows; ``incomplete_corpora`` says which corpora do this). Every item has exactly one
+parent, as in a shared drive: a create or update that would leave it with none or two is a 403.
+
+With ``require_auth``, API calls need the bearer token the token endpoint hands out, and the
+endpoint grants it to a service account only for a JWT signed (RS256) by a key registered
+with ``trust(client_email, public_key_pem)``, for Google's token audience, unexpired, with a scope.
 ``fields`` is honoured (default: kind, id, name, mimeType), so a client that forgets to ask
 for a field does not get it. Errors use Google's current JSON error shape (``status``; rate limits also
 carry a ``google.rpc.ErrorInfo`` in ``details[]``, listed before ``errors[]``).
@@ -38,6 +43,7 @@ import json
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
@@ -46,9 +52,14 @@ from io import BufferedIOBase
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
 FOLDER_MIME = "application/vnd.google-apps.folder"
 SHARED_DRIVE_ID = "fake-shared-drive"
 ACCESS_TOKEN = "fake-access-token"
+TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # what Google wants in aud, whatever token_uri says
 DEFAULT_FIELDS = ("kind", "id", "name", "mimeType")
 REQUEST_TIMEOUT_S = 10  # a request whose body never arrives is dropped after this
 JOIN_TIMEOUT_S = 10
@@ -137,6 +148,7 @@ class FakeDrive:
         self.sessions: dict[str, UploadSession] = {}
         self.ops: list[str] = []  # one entry per request, e.g. "list", "chunk"
         self.token_requests: list[dict[str, Any]] = []
+        self.trusted_keys: dict[str, rsa.RSAPublicKey] = {}
         self.faults: list[Fault] = []
         self.generated_ids: set[str] = set()
         self.stalled = threading.Event()  # set when a stall fault has swallowed half a body
@@ -183,6 +195,12 @@ class FakeDrive:
         """Damage a stored file behind the client's back (its tag stays)."""
         self.contents[file_id] = content
         self.files[file_id] |= {"md5Checksum": hashlib.md5(content).hexdigest(), "size": str(len(content))}
+
+    def trust(self, client_email: str, public_key_pem: bytes) -> None:
+        """Accept token grants signed by this service account's key."""
+        key = serialization.load_pem_public_key(public_key_pem)
+        assert isinstance(key, rsa.RSAPublicKey)
+        self.trusted_keys[client_email] = key
 
     def children(self, parent_id: str) -> list[dict[str, Any]]:
         return [f for f in self.files.values() if parent_id in f["parents"] and not f["trashed"]]
@@ -291,6 +309,8 @@ class FakeDrive:
         return self.files[file_id]
 
     def _check_parents(self, parent_ids: list[str]) -> None:
+        if len(parent_ids) != 1:
+            raise ApiError(403, "teamDrivesParentLimit", "A shared drive item must have exactly one parent.")
         for parent_id in parent_ids:
             parent = self._existing(parent_id)
             if parent["mimeType"] != FOLDER_MIME or parent["trashed"]:
@@ -331,8 +351,10 @@ class FakeDrive:
         changes = json.loads(body or b"{}")
         added = [p for p in query.get("addParents", "").split(",") if p]
         removed = set(query.get("removeParents", "").split(","))
-        self._check_parents(added)
-        resource["parents"] = [p for p in resource["parents"] if p not in removed] + added
+        parents = [p for p in resource["parents"] if p not in removed] + added
+        if parents != resource["parents"]:
+            self._check_parents(parents)
+        resource["parents"] = parents
         for key in ("name", "trashed"):
             if key in changes:
                 resource[key] = changes[key]
@@ -373,11 +395,28 @@ class FakeDrive:
 
     def _token(self, _arg: str, _query: dict[str, str], _headers: Message, body: bytes) -> Response:
         form = dict(parse_qsl(body.decode()))
-        if "assertion" in form:  # service account: record the signed JWT's claims (not verified)
-            payload = form["assertion"].split(".")[1]
-            form["claims"] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         self.token_requests.append(form)
+        if "assertion" in form:  # service account: a JWT signed with its private key
+            form["claims"] = self._verified_claims(form["assertion"])
         return _json(200, {"access_token": ACCESS_TOKEN, "expires_in": 3600, "token_type": "Bearer"})
+
+    def _verified_claims(self, assertion: str) -> dict[str, Any]:
+        header, payload, signature = (_b64decode(part) for part in assertion.split("."))
+        claims = json.loads(payload)
+        key = self.trusted_keys.get(claims.get("iss", ""))
+        if json.loads(header).get("alg") != "RS256" or key is None:
+            raise ApiError(400, "invalid_grant", "Invalid JWT: unknown service account or algorithm.")
+        signed = assertion.rsplit(".", 1)[0].encode()
+        try:
+            key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise ApiError(400, "invalid_grant", "Invalid JWT Signature.") from None
+        now = time.time()
+        if claims.get("aud") != TOKEN_AUDIENCE or not claims.get("iat", now + 1) <= now < claims.get("exp", 0):
+            raise ApiError(400, "invalid_grant", "Invalid JWT: wrong audience, or not valid now.")
+        if not claims.get("scope"):
+            raise ApiError(400, "invalid_scope", "Invalid JWT: no scope.")
+        return claims
 
     def _session(self, session_id: str) -> UploadSession:
         if session_id not in self.sessions:
@@ -437,6 +476,10 @@ def parse_query(q: str) -> list[Predicate]:
             raise ApiError(400, "invalid", f"Invalid Value: q={q!r}")
         rest = rest.removeprefix("and ").strip()
     return predicates
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
 def _read_body(rfile: BufferedIOBase, length: int) -> bytes:

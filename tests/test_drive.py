@@ -6,6 +6,8 @@ import hashlib
 import itertools
 import json
 import random
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -408,7 +410,7 @@ def test_service_account_acts_as_subject_with_a_bearer_token(tmp_path):
     """A service-account key with a subject gets a token for that user and the API accepts it."""
     with FakeDrive(require_auth=True) as fake:
         key_file = tmp_path / "service-account.json"
-        key_file.write_text(json.dumps(service_account_info(token_uri=f"{fake.url}token")))
+        key_file.write_text(json.dumps(service_account_info(fake)))
         settings = settings_for(
             fake, credentials_type="service_account", credentials_file=str(key_file), subject="photos@example.org"
         )
@@ -419,6 +421,34 @@ def test_service_account_acts_as_subject_with_a_bearer_token(tmp_path):
     assert grant["claims"]["sub"] == "photos@example.org"
     assert grant["claims"]["scope"] == " ".join(SCOPES)
     assert len(fake.children(fake.root_folder_id)) == 1
+
+
+def test_service_account_key_the_server_does_not_know_is_refused(tmp_path, sleeps):
+    """A grant signed with a key Google does not hold for the account is a config error, not a retry."""
+    with FakeDrive(require_auth=True) as fake:
+        service_account_info(fake)  # the account's real key
+        key_file = tmp_path / "service-account.json"
+        key_file.write_text(json.dumps(service_account_info(fake, trusted=False)))  # a stale or foreign key
+        settings = settings_for(fake, credentials_type="service_account", credentials_file=str(key_file))
+        with drive_from_settings(settings, Backoff(sleep=sleeps.append)) as drive_client:
+            with pytest.raises(DriveConfigError, match="Invalid JWT Signature"):
+                drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert fake.children(fake.root_folder_id) == []
+    assert sleeps == []
+
+
+def test_fake_drive_keeps_one_parent_per_item(fake, drive_client):
+    """As in a shared drive, a second parent is refused: a move must add and remove in one update."""
+    anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
+    url = f"{fake.url}drive/v3/files/{anna}?addParents={ben}&supportsAllDrives=true"
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="PATCH"), timeout=5)
+
+    assert refused.value.code == 403
+    assert json.load(refused.value)["error"]["errors"][0]["reason"] == "teamDrivesParentLimit"
 
 
 def test_authorized_user_token_file_is_used(tmp_path):
@@ -437,7 +467,7 @@ def test_refused_credentials_are_a_config_error(tmp_path, sleeps):
     """A token grant the token endpoint refuses raises DriveConfigError, not a retry loop."""
     with FakeDrive(require_auth=True) as fake:
         key_file = tmp_path / "service-account.json"
-        key_file.write_text(json.dumps(service_account_info(token_uri=f"{fake.url}token")))
+        key_file.write_text(json.dumps(service_account_info(fake)))
         fake.fail("token", 400, "invalid_grant")
         settings = settings_for(fake, credentials_type="service_account", credentials_file=str(key_file))
         with drive_from_settings(settings, Backoff(sleep=sleeps.append)) as drive_client:
@@ -464,17 +494,24 @@ def test_settings_say_when_sync_is_off_or_unusable(tmp_path):
             drive_from_settings(settings)
 
 
-def service_account_info(token_uri: str) -> dict[str, str]:
+def service_account_info(fake: FakeDrive, trusted: bool = True) -> dict[str, str]:
+    """A new service-account key file's contents; trusted registers its public key with the fake."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    email = "intake@intake-test.iam.gserviceaccount.com"
+    if trusted:
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        fake.trust(email, public)
     return {
         "type": "service_account",
         "project_id": "intake-test",
         "private_key_id": "test-key",
         "private_key": pem.decode(),
-        "client_email": "intake@intake-test.iam.gserviceaccount.com",
+        "client_email": email,
         "client_id": "1",
-        "token_uri": token_uri,
+        "token_uri": f"{fake.url}token",
     }
 
 
