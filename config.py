@@ -29,6 +29,16 @@ def env_float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from None
 
 
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(sorted(choices))}, got {raw!r}")
+    return value
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -86,6 +96,8 @@ class Config:
         self.DRIVE_TIMEOUT_SECONDS = env_float("DRIVE_TIMEOUT_SECONDS", 30.0)
         self.DRIVE_SYNC_SECONDS = env_float("DRIVE_SYNC_SECONDS", 10.0)
         self.DRIVE_RETRY_BASE_SECONDS = env_float("DRIVE_RETRY_BASE_SECONDS", 1.0)
+        # Who may open each person's folder: nobody else, the person's e-mail, or anyone with the link.
+        self.DRIVE_SHARE = env_choice("DRIVE_SHARE", "none", {"none", "reader", "anyone"})
         # The token lives as long as the session: a two-hour upload must not fail on its last file.
         self.WTF_CSRF_TIME_LIMIT = None
         self.EXPORT_CARDS = env_bool("INTAKE_EXPORT_CARDS", False)

@@ -56,6 +56,7 @@ FOLDER_MIME = "application/vnd.google-apps.folder"
 PERSON_KEY = "intake_person"
 SHA256_KEY = "intake_sha256"
 FILE_FIELDS = "id,name,mimeType,parents,md5Checksum,size,appProperties"
+ANYONE = "anyone"  # a reader who is anyone with the link, instead of an e-mail address
 CHUNK_ALIGNMENT = 256 * 1024  # Drive accepts chunk sizes in multiples of 256 KiB
 SESSION_RESTARTS = 3
 # errors[].reason (legacy) and details[] ErrorInfo.reason (current); a 403 with either is a rate limit.
@@ -347,6 +348,52 @@ class DriveClient:
 
         self._retrying(reparent)
 
+    def link(self, file_id: str) -> str:
+        """The address a person opens the item at (webViewLink)."""
+        found = self._retrying(
+            lambda: self._files.get(fileId=file_id, fields="webViewLink", supportsAllDrives=True).execute()
+        )
+        return found["webViewLink"]
+
+    def share(self, file_id: str, reader: str) -> None:
+        """Let reader (an e-mail address, or ANYONE with the link) read the item; repeating is harmless.
+
+        Google sends no mail (our e-mail carries the link). Drive refuses that for an address
+        without a Google account (400 invalidSharingRequest): a DriveError.
+        """
+        permission, notify = _permission(reader)
+        permissions = self._service.permissions()
+        try:
+            self._retrying(
+                lambda: permissions.create(
+                    fileId=file_id, body=permission, fields="id", supportsAllDrives=True, **notify
+                ).execute()
+            )
+        except DriveConfigError as error:
+            if _status(error.__cause__) != 403:
+                raise
+            # The shared drive's policy, not the account's role, is what usually refuses this.
+            raise DriveConfigError(
+                f"Drive refused to share a person's folder ({_describe(error.__cause__)}). In the shared "
+                "drive's settings allow sharing with non-members (and outside the organisation, for "
+                "private addresses), or set DRIVE_SHARE=none."
+            ) from error.__cause__
+
+    def unshare(self, file_id: str, reader: str) -> None:
+        """Take back what share(file_id, reader) granted; other permissions are left alone."""
+        permissions = self._service.permissions()
+        wanted = _permission(reader)[0]
+
+        def revoke() -> None:
+            found = permissions.list(
+                fileId=file_id, fields="permissions(id,type,role,emailAddress)", supportsAllDrives=True
+            ).execute()
+            for granted in found.get("permissions", []):
+                if all(granted.get(key, "").lower() == value.lower() for key, value in wanted.items()):
+                    permissions.delete(fileId=file_id, permissionId=granted["id"], supportsAllDrives=True).execute()
+
+        self._retrying(revoke)
+
     def trash(self, file_id: str) -> None:
         self._retrying(lambda: self._update(file_id, body={"trashed": True}))
 
@@ -432,6 +479,13 @@ class DriveClient:
         if delay is None:
             raise DriveError(f"Google Drive kept failing ({_describe(error)}); sync will try again later.") from error
         self._backoff.sleep(delay)
+
+
+def _permission(reader: str) -> tuple[dict[str, str], dict[str, bool]]:
+    """The permission body for reader and, for a person, the request to send no notification."""
+    if reader == ANYONE:
+        return {"type": "anyone", "role": "reader"}, {}  # the parameter is refused for "anyone"
+    return {"type": "user", "role": "reader", "emailAddress": reader}, {"sendNotificationEmail": False}
 
 
 def _is_transient(error: Exception) -> bool:

@@ -3,13 +3,18 @@
 Network calls never run inside a database transaction: a plan is read, Drive is called, and
 each result is committed on its own. DriveItem rows remember which file on Drive holds which
 (photo, person), so a re-assigned photo is moved rather than uploaded twice.
+
+DRIVE_SHARE decides who besides the shared drive's members may open a person's folder: nobody
+("none"), the person's e-mail address ("reader"), or anyone with the link ("anyone"). The
+person row remembers the folder's link and whom we shared it with, so a changed setting or
+address takes back exactly our earlier grant.
 """
 
 import logging
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, literal, null, or_, select
 
 import drive
 import storage
@@ -47,13 +52,30 @@ def status() -> dict:
     return row.value if row else {"state": "idle", "message": ""}
 
 
-def people_to_sync() -> list[tuple[int, int]]:
+def people_to_sync(share: str) -> list[tuple[int, int]]:
     return list(
         db.session.execute(
             select(Person.id, Person.delivery_version)
-            .where(Person.delivery_version != Person.synced_version)
+            .where(or_(Person.delivery_version != Person.synced_version, sharing_out_of_date(share)))
             .order_by(Person.id)
         ).tuples()
+    )
+
+
+def wanted_reader(share: str, email: str | None) -> str | None:
+    """Who should be able to open the folder under this DRIVE_SHARE: an address, ANYONE, or nobody."""
+    if share == "anyone":
+        return drive.ANYONE
+    address = (email or "").strip().lower()
+    return address if share == "reader" and address else None
+
+
+def sharing_out_of_date(share: str) -> ColumnElement[bool]:
+    """wanted_reader in SQL: people with a folder whose link is unknown or whose reader is not the wanted one."""
+    address = func.nullif(func.lower(func.trim(Person.email)), "")
+    wanted = {"none": null(), "anyone": literal(drive.ANYONE), "reader": address}[share]
+    return Person.drive_folder_id.is_not(None) & (
+        Person.drive_folder_link.is_(None) | Person.drive_shared_with.is_distinct_from(wanted)
     )
 
 
@@ -79,6 +101,9 @@ class SyncPlan:
     code: str
     folder_name: str
     folder_id: str | None
+    email: str | None
+    folder_link: str | None
+    shared_with: str | None
     wanted: dict[str, Planned]
     placed: dict[int, Placed]
     movable: dict[int, Placed]
@@ -114,7 +139,18 @@ def sync_plan(person_id: int) -> SyncPlan:
     }
     leaving = set(items) - wanted_ids
     handed_over = {photo_id for photo_id in leaving if is_delivered_to_someone_else(photo_id, person_id)}
-    return SyncPlan(person.code, folder_name(person), person.drive_folder_id, wanted, items, movable, handed_over)
+    return SyncPlan(
+        person.code,
+        folder_name(person),
+        person.drive_folder_id,
+        person.email,
+        person.drive_folder_link,
+        person.drive_shared_with,
+        wanted,
+        items,
+        movable,
+        handed_over,
+    )
 
 
 def is_delivered_to_someone_else(photo_id: int, person_id: int) -> bool:
@@ -125,6 +161,11 @@ def is_delivered_to_someone_else(photo_id: int, person_id: int) -> bool:
 
 def record_folder(person_id: int, folder_id: str) -> None:
     db.session.get(Person, person_id).drive_folder_id = folder_id
+
+
+def record_sharing(person_id: int, link: str, reader: str | None) -> None:
+    person = db.session.get(Person, person_id)
+    person.drive_folder_link, person.drive_shared_with = link, reader
 
 
 def record_item(
@@ -169,14 +210,35 @@ def record_synced(person_id: int, version: int) -> None:
     db.session.get(Person, person_id).synced_version = version
 
 
-def sync_person(client: drive.DriveClient, root_id: str, person_id: int, version: int) -> bool:
-    """Make the person's Drive folder match their export; True when everything went through."""
+def share_folder(client: drive.DriveClient, person_id: int, plan: SyncPlan, folder_id: str, share: str) -> bool:
+    """Record the folder's link and leave it readable by exactly wanted_reader; False if Drive refused."""
+    reader = wanted_reader(share, plan.email)
+    try:
+        link = plan.folder_link or client.link(folder_id)
+        if plan.shared_with and plan.shared_with != reader:
+            client.unshare(folder_id, plan.shared_with)
+        if reader and reader != plan.shared_with:
+            client.share(folder_id, reader)
+    except (drive.DriveConfigError, drive.DriveQuotaError):
+        raise
+    except drive.DriveError as error:
+        # E.g. an address without a Google account: Drive shares with it only along with its own
+        # invitation mail. The photos still go up; the person is tried again next round.
+        log.warning("Drive folder of %s not shared: %s", plan.code, error)
+        return False
+    if (link, reader) != (plan.folder_link, plan.shared_with):
+        db_commit_with_retry(record_sharing, person_id, link, reader)
+    return True
+
+
+def sync_person(client: drive.DriveClient, root_id: str, person_id: int, version: int, share: str) -> bool:
+    """Make the person's Drive folder match their export and DRIVE_SHARE; True when everything went through."""
     plan = run_in_transaction(sync_plan, person_id, read_only=True)
     folder_id = plan.folder_id
     if plan.wanted and not folder_id:
         folder_id = client.ensure_folder(root_id, plan.folder_name, plan.code)
         db_commit_with_retry(record_folder, person_id, folder_id)
-    complete = True
+    complete = share_folder(client, person_id, plan, folder_id, share) if folder_id else True
     for name, photo in plan.wanted.items():
         item = plan.placed.get(photo.photo_id)
         if item is not None and item.synced and item.folder_id == folder_id:
@@ -227,7 +289,8 @@ def sync_pending() -> int:
     config = settings()
     if not config.is_configured():
         return 0
-    pending = run_in_transaction(people_to_sync, read_only=True)
+    share = current_app.config["DRIVE_SHARE"]
+    pending = run_in_transaction(people_to_sync, share, read_only=True)
     if not pending:
         return 0
     done = 0
@@ -236,7 +299,7 @@ def sync_pending() -> int:
         with drive.drive_from_settings(config, backoff) as client:
             db_commit_with_retry(set_status, "syncing", f"{len(pending)} people to sync")
             for person_id, version in pending:
-                done += sync_person(client, config.root_folder_id, person_id, version)
+                done += sync_person(client, config.root_folder_id, person_id, version, share)
     except (drive.DriveConfigError, drive.DriveQuotaError) as error:
         log.error("Drive sync stopped: %s", error)
         db_commit_with_retry(set_status, "error", str(error))

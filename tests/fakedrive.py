@@ -12,26 +12,30 @@ Usage::
 
 What it speaks: files.list (``q`` subset below), files.get, files.generateIds, files.create
 (metadata only; an ``id`` must come from generateIds and a used one is refused with 409, as
-on Google), files.update (metadata, addParents/removeParents), resumable uploads (initiate, chunk PUTs
-answered 308 + Range, the ``bytes */total`` status query) and an OAuth token endpoint.
+on Google), files.update (metadata, addParents/removeParents), permissions.create/list/delete
+(reader, for a user or anyone; Google's invitation mail is recorded in ``notifications``, and
+an address in ``no_google_account`` cannot be shared with silently, as on Google), resumable
+uploads (initiate, chunk PUTs answered 308 + Range, the ``bytes */total`` status query) and an
+OAuth token endpoint.
 Everything lives in one shared drive, so a request without ``supportsAllDrives=true`` gets
 404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google. A list
 finds the shared drive's items only with ``corpora=drive`` and its ``driveId``; a
 ``corpora=allDrives`` list answers ``incompleteSearch: true`` with nothing found (the worst
 Google allows; ``incomplete_corpora`` says which corpora do this). Every item has exactly one
 parent, as in a shared drive: a create or update that would leave it with none or two is a 403.
+``fields`` is honoured (default: kind, id, name, mimeType), so a client that forgets to ask
+for a field does not get it. Errors use Google's current JSON error shape (``status``; rate
+limits also carry a ``google.rpc.ErrorInfo`` in ``details[]``, listed before ``errors[]``).
 
 With ``require_auth``, API calls need the bearer token the token endpoint hands out, and the
 endpoint grants it to a service account only for a JWT signed (RS256) by a key registered
 with ``trust(client_email, public_key_pem)``, for Google's token audience, unexpired, with a scope.
-``fields`` is honoured (default: kind, id, name, mimeType), so a client that forgets to ask
-for a field does not get it. Errors use Google's current JSON error shape (``status``; rate limits also
-carry a ``google.rpc.ErrorInfo`` in ``details[]``, listed before ``errors[]``).
 
 Fault ops: "token", "list", "get", "generateIds", "create", "update", "initiate", "chunk", "status",
-"any". A fault answers with an error, drops the connection without an answer (``drop``; httplib2
-then re-sends the request by itself), or stalls mid-body like a dead network (``stall``: half the
-body is received and kept, nothing is answered until the client hangs up).
+"share", "permissions", "unshare", "any". A fault answers with an error, drops the connection
+without an answer (``drop``; httplib2 then re-sends the request by itself), or stalls mid-body
+like a dead network (``stall``: half the body is received and kept, nothing is answered until
+the client hangs up).
 """
 
 from __future__ import annotations
@@ -149,6 +153,9 @@ class FakeDrive:
         self.ops: list[str] = []  # one entry per request, e.g. "list", "chunk"
         self.token_requests: list[dict[str, Any]] = []
         self.trusted_keys: dict[str, rsa.RSAPublicKey] = {}
+        self.permissions: dict[str, list[dict[str, str]]] = {}  # file id -> permissions granted on it
+        self.notifications: list[str] = []  # addresses Google would have mailed an invitation to
+        self.no_google_account: set[str] = set()
         self.faults: list[Fault] = []
         self.generated_ids: set[str] = set()
         self.stalled = threading.Event()  # set when a stall fault has swallowed half a body
@@ -287,6 +294,8 @@ class FakeDrive:
             "trashed": False,
             "driveId": SHARED_DRIVE_ID,
         }
+        kind = "drive/folders/{}" if resource["mimeType"] == FOLDER_MIME else "file/d/{}/view?usp=drivesdk"
+        resource["webViewLink"] = "https://drive.google.com/" + kind.format(file_id)
         if content is not None:
             resource |= {"md5Checksum": hashlib.md5(content).hexdigest(), "size": str(len(content))}
             self.contents[file_id] = content
@@ -360,6 +369,43 @@ class FakeDrive:
                 resource[key] = changes[key]
         return _json(200, _pick(resource, query.get("fields")))
 
+    def _share(self, file_id: str, query: dict[str, str], _headers: Message, body: bytes) -> Response:
+        self._existing(file_id)
+        wanted = json.loads(body or b"{}")
+        kind, email, notify = wanted.get("type"), wanted.get("emailAddress", ""), query.get("sendNotificationEmail")
+        if wanted.get("role") != "reader" or kind not in ("user", "anyone") or (kind == "user") != bool(email):
+            raise ApiError(400, "invalid", "The fake shares only as reader, with a user's emailAddress or anyone.")
+        if kind == "anyone" and notify is not None:
+            raise ApiError(400, "invalid", "sendNotificationEmail is only allowed for users and groups.")
+        if kind == "user" and notify == "false" and email.lower() in self.no_google_account:
+            raise ApiError(
+                400,
+                "invalidSharingRequest",
+                f'Bad Request. User message: "You are trying to invite {email}. '
+                "Since there is no Google account associated with this email address, you must check the "
+                "'Notify people' box to invite this recipient.\"",
+            )
+        if kind == "user" and notify != "false":
+            self.notifications.append(email)
+        granted = self.permissions.setdefault(file_id, [])
+        same = [p for p in granted if p["type"] == kind and p.get("emailAddress", "").lower() == email.lower()]
+        if not same:  # Drive keeps one permission per grantee
+            same = [{"kind": "drive#permission", "id": f"perm{next(self._ids)}", **wanted}]
+            granted += same
+        return _json(200, _pick(same[0], query.get("fields")))
+
+    def _permission_list(self, file_id: str, _query: dict[str, str], _headers: Message, _body: bytes) -> Response:
+        self._existing(file_id)
+        return _json(200, {"kind": "drive#permissionList", "permissions": self.permissions.get(file_id, [])})
+
+    def _unshare(self, ids: str, _query: dict[str, str], _headers: Message, _body: bytes) -> Response:
+        file_id, permission_id = ids.split("/")
+        granted = self.permissions.get(file_id, [])
+        if not any(p["id"] == permission_id for p in granted):
+            raise ApiError(404, "notFound", f"Permission not found: {permission_id}.")
+        self.permissions[file_id] = [p for p in granted if p["id"] != permission_id]
+        return 204, {}, b""
+
     def _initiate(self, _arg: str, query: dict[str, str], headers: Message, body: bytes) -> Response:
         metadata = json.loads(body or b"{}")
         self._check_parents(metadata.get("parents", []))
@@ -431,6 +477,12 @@ def _route(method: str, path: str, query: dict[str, str], headers: Message) -> t
     files_item = re.fullmatch(r"/drive/v3/files/([^/]+)", path)
     if method == "POST" and path == "/token":
         return "token", FakeDrive._token, ""
+    permissions = re.fullmatch(r"/drive/v3/files/([^/]+)/permissions(?:/([^/]+))?", path)
+    if permissions and permissions.group(2) and method == "DELETE":
+        return "unshare", FakeDrive._unshare, f"{permissions.group(1)}/{permissions.group(2)}"
+    if permissions and not permissions.group(2):
+        share = {"POST": ("share", FakeDrive._share), "GET": ("permissions", FakeDrive._permission_list)}
+        return (*share[method], permissions.group(1)) if method in share else None
     if path == "/drive/v3/files/generateIds" and method == "GET":
         return "generateIds", FakeDrive._generate_ids, ""
     if path == "/drive/v3/files":
@@ -541,7 +593,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._answer()
 
-    do_POST = do_PUT = do_PATCH = do_GET
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def _answer(self) -> None:
         response = self.server.fake.handle(self.command, self.path, self.headers, self.rfile)

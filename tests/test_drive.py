@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from drive import (
+    ANYONE,
     SCOPES,
     Backoff,
     DriveClient,
@@ -383,6 +384,25 @@ def test_an_incomplete_search_is_not_taken_for_nothing_found(fake, drive_client,
         drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
 
     assert fake.children(fake.root_folder_id) == []
+
+
+def test_sharing_survives_a_dropped_answer_and_takes_back_only_its_own_grant(fake, drive_client):
+    """A re-sent share makes no second permission and no Google mail; unshare leaves others' grants."""
+    folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    fake.drop("share", after_store=True)
+
+    drive_client.share(folder_id, "anna@example.org")
+    drive_client.share(folder_id, ANYONE)
+    by_hand = {"kind": "drive#permission", "id": "by-hand", "type": "user", "role": "writer"}
+    fake.permissions[folder_id].append(by_hand | {"emailAddress": "anna@example.org"})
+    assert len(fake.permissions[folder_id]) == 3
+
+    drive_client.unshare(folder_id, "Anna@Example.org")
+    drive_client.unshare(folder_id, ANYONE)
+
+    assert [p["id"] for p in fake.permissions[folder_id]] == ["by-hand"]
+    assert fake.notifications == []
+    assert drive_client.link(folder_id) == f"https://drive.google.com/drive/folders/{folder_id}"
 
 
 def test_missing_root_folder_is_a_config_error(fake, drive_client, sleeps):

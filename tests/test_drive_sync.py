@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import select
 
 import drive_sync
+from config import Config
 from database import db_commit_with_retry
 from extensions import db
-from models import DriveItem, Photo
+from models import DriveItem, Person, Photo
 from review import correct
 from tests.fakedrive import FakeDrive
 from tests.photogen import SMALL_SIZE, make_batch
@@ -125,7 +126,109 @@ def test_quota_error_is_a_clear_state_not_a_crash(fake, batch):
     assert status["state"] == "error" and "storage" in status["message"].lower()
 
 
+def person(code: str) -> Person:
+    return db.session.scalar(select(Person).where(Person.code == code))
+
+
+def set_email(code: str, email: str | None) -> None:
+    person(code).email = email
+    db.session.commit()
+
+
+def readers(fake, code: str) -> list[tuple[str, str]]:
+    """(type, e-mail or "") of every permission on the person's folder."""
+    grants = fake.permissions.get(person(code).drive_folder_id, [])
+    return sorted((p["type"], p.get("emailAddress", "")) for p in grants)
+
+
+def test_folder_link_is_kept_and_nothing_shared_by_default(fake, batch):
+    """DRIVE_SHARE=none: each person has their folder's link, and the folder is shared with nobody."""
+    drive_sync.sync_pending()
+    anna = person("ANNA")
+    assert anna.drive_folder_link == fake.files[anna.drive_folder_id]["webViewLink"]
+    assert anna.drive_shared_with is None
+    assert fake.permissions == {} and fake.notifications == []
+
+
+def test_reader_sharing_gives_the_persons_address_read_access_without_google_mail(app, fake, batch):
+    """DRIVE_SHARE=reader: the folder is shared with the person's e-mail as reader; Google sends nothing."""
+    app.config["DRIVE_SHARE"] = "reader"
+    set_email("ANNA", " Anna@Example.org ")
+
+    assert drive_sync.sync_pending() == 2
+
+    assert readers(fake, "ANNA") == [("user", "anna@example.org")]
+    assert person("ANNA").drive_shared_with == "anna@example.org"
+    assert readers(fake, "BEN") == [] and person("BEN").drive_shared_with is None  # no address, no share
+    assert fake.notifications == []
+    assert fake.permissions[person("ANNA").drive_folder_id][0]["role"] == "reader"
+
+
+def test_anyone_with_the_link_sharing(app, fake, batch):
+    """DRIVE_SHARE=anyone: every folder opens for anyone with its link, and the link is kept."""
+    app.config["DRIVE_SHARE"] = "anyone"
+    drive_sync.sync_pending()
+    for code in ("ANNA", "BEN"):
+        assert readers(fake, code) == [("anyone", "")]
+        assert person(code).drive_shared_with == "anyone"
+        assert person(code).drive_folder_link.startswith("https://drive.google.com/drive/folders/")
+
+
+def test_a_changed_address_or_setting_moves_the_grant_without_new_photos(app, fake, batch):
+    """A corrected address gets access and the old one loses it; DRIVE_SHARE=none takes ours back."""
+    app.config["DRIVE_SHARE"] = "reader"
+    set_email("ANNA", "anna@typo.example")
+    drive_sync.sync_pending()
+    ops_before = len(fake.ops)
+
+    set_email("ANNA", "anna@example.org")
+    assert drive_sync.sync_pending() == 1
+    assert readers(fake, "ANNA") == [("user", "anna@example.org")]
+    assert not {"initiate", "create"} & set(fake.ops[ops_before:])
+
+    app.config["DRIVE_SHARE"] = "none"
+    assert drive_sync.sync_pending() == 1
+    assert readers(fake, "ANNA") == [] and person("ANNA").drive_shared_with is None
+    assert drive_sync.sync_pending() == 0
+
+
+def test_an_address_drive_will_not_share_with_silently_does_not_stop_the_photos(app, fake, batch):
+    """No Google account behind the address: photos still go up, the share is retried next round."""
+    app.config["DRIVE_SHARE"] = "reader"
+    set_email("ANNA", "anna@no-google.example")
+    fake.no_google_account.add("anna@no-google.example")
+
+    assert drive_sync.sync_pending() == 1  # Ben only
+    assert folders(fake)["ANNA Anna Berg"] == ["IMG_0002.JPG", "IMG_0003.JPG"]
+    assert readers(fake, "ANNA") == [] and drive_sync.status()["state"] == "retrying"
+
+    fake.no_google_account.clear()  # say the person made a Google account with that address
+    assert drive_sync.sync_pending() == 1
+    assert readers(fake, "ANNA") == [("user", "anna@no-google.example")]
+    assert fake.notifications == []
+
+
+def test_a_shared_drive_that_forbids_sharing_stops_the_round_saying_so(app, fake, batch):
+    """A 403 on sharing is the shared drive's policy: the dashboard names the setting to change."""
+    app.config["DRIVE_SHARE"] = "anyone"
+    fake.fail("share", 403, "publishOutNotPermitted", times=10)
+    drive_sync.sync_pending()
+    status = drive_sync.status()
+    assert status["state"] == "error" and "DRIVE_SHARE=none" in status["message"]
+
+
 def test_not_configured_means_off(app, batch):
     """Without a root folder, sync is off and says so; nothing is attempted."""
     assert drive_sync.sync_pending() == 0
     assert drive_sync.status()["state"] == "off"
+
+
+def test_drive_share_setting_is_parsed_strictly(monkeypatch, tmp_path):
+    """DRIVE_SHARE takes none, reader or anyone (any case); anything else refuses to start."""
+    monkeypatch.setenv("INTAKE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SECRET_KEY", "test")
+    monkeypatch.setenv("DRIVE_SHARE", " Reader ")
+    assert Config().DRIVE_SHARE == "reader"
+    monkeypatch.setenv("DRIVE_SHARE", "everyone")
+    with pytest.raises(ValueError, match="DRIVE_SHARE must be one of anyone, none, reader"):
+        Config()
