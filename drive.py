@@ -7,6 +7,9 @@ search may answer ``incompleteSearch`` with items missing, and "not found" must 
 A folder is created with an id reserved by ``files.generateIds``, so any repeat of the create
 (ours after a 5xx, or httplib2's own re-send of a POST whose connection dropped after Google
 stored it) is refused with 409 and the folder is then read by that id: never a second copy.
+A copy found by its tag counts only if its md5 and size match the local file.
+A person's folder can be shared with one reader: their address (without Google's own mail)
+or anyone with the link.
 
 Errors: transient ones (429, 5xx, 403 rate limits, timeouts) are retried with capped
 exponential backoff and jitter. What needs a person (credentials, sharing, quota) raises a

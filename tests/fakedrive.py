@@ -19,7 +19,8 @@ uploads (initiate, chunk PUTs answered 308 + Range, the ``bytes */total`` status
 OAuth token endpoint.
 Everything lives in one shared drive, so a request without ``supportsAllDrives=true`` gets
 404 and a list without ``includeItemsFromAllDrives=true`` sees nothing, as on Google. A list
-finds the shared drive's items only with ``corpora=drive`` and its ``driveId``; a
+finds the shared drive's items only with ``corpora=drive`` and its ``driveId`` (with
+``shared_drive=False`` everything is in the user's My Drive instead: ``corpora=user``); a
 ``corpora=allDrives`` list answers ``incompleteSearch: true`` with nothing found (the worst
 Google allows; ``incomplete_corpora`` says which corpora do this). Every item has exactly one
 parent, as in a shared drive: a create or update that would leave it with none or two is a 403.
@@ -145,8 +146,9 @@ class UploadSession:
 class FakeDrive:
     """In-memory Drive state plus the HTTP server that exposes it (a context manager)."""
 
-    def __init__(self, require_auth: bool = False) -> None:
+    def __init__(self, require_auth: bool = False, shared_drive: bool = True) -> None:
         self.require_auth = require_auth
+        self.drive_id = SHARED_DRIVE_ID if shared_drive else None
         self.files: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.sessions: dict[str, UploadSession] = {}
@@ -292,8 +294,9 @@ class FakeDrive:
             "parents": list(metadata.get("parents", [])),
             "appProperties": dict(metadata.get("appProperties", {})),
             "trashed": False,
-            "driveId": SHARED_DRIVE_ID,
         }
+        if self.drive_id:
+            resource["driveId"] = self.drive_id
         kind = "drive/folders/{}" if resource["mimeType"] == FOLDER_MIME else "file/d/{}/view?usp=drivesdk"
         resource["webViewLink"] = "https://drive.google.com/" + kind.format(file_id)
         if content is not None:
@@ -330,10 +333,11 @@ class FakeDrive:
     def _list(self, _arg: str, query: dict[str, str], _headers: Message, _body: bytes) -> Response:
         predicates = parse_query(query.get("q", ""))
         corpora = query.get("corpora", "user")
-        if corpora == "drive" and query.get("driveId") != SHARED_DRIVE_ID:
+        if corpora == "drive" and (self.drive_id is None or query.get("driveId") != self.drive_id):
             raise ApiError(404, "notFound", f"Shared drive not found: {query.get('driveId')}")
-        visible = query.get("includeItemsFromAllDrives") == "true" and corpora == "drive"
-        found = [f for f in self.files.values() if visible and all(p(f) for p in predicates)]
+        drives = query.get("includeItemsFromAllDrives") == "true"
+        corpus = {"drive": {self.drive_id} if drives else set(), "user": {None}}.get(corpora, set())
+        found = [f for f in self.files.values() if f.get("driveId") in corpus and all(p(f) for p in predicates)]
         match = re.search(r"files\(([^)]*)\)", query.get("fields", ""))
         names = match.group(1) if match else None
         answer = {"kind": "drive#fileList", "files": [_pick(f, names) for f in found]}

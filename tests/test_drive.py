@@ -376,6 +376,19 @@ def test_searches_stay_in_the_shared_drive_so_a_resync_finds_its_folder(fake, dr
     assert len(fake.children(fake.root_folder_id)) == 1
 
 
+def test_a_root_in_a_my_drive_is_searched_in_the_users_files(make_export, sleeps):
+    """With the root in a user's My Drive (domain-wide delegation), re-runs find what is there."""
+    with FakeDrive(shared_drive=False) as fake:
+        with drive_from_settings(settings_for(fake), Backoff(sleep=sleeps.append)) as drive_client:
+            photo = make_export()
+            for _ in range(2):
+                folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+                deliver(drive_client, photo, folder_id)
+
+    assert len(fake.children(fake.root_folder_id)) == 1
+    assert_stored_once(fake, photo, folder_id)
+
+
 def test_an_incomplete_search_is_not_taken_for_nothing_found(fake, drive_client, sleeps):
     """If even the one-drive search says incompleteSearch, nothing is created on that answer."""
     fake.incomplete_corpora = {"drive", "allDrives"}
