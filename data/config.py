@@ -28,6 +28,15 @@ def env_float(name: str, default: float) -> float:
     return env_parsed(name, default, float, "a number")
 
 
+def env_choice(name: str, default: str, choices: set[str]) -> str:
+    def choose(raw: str) -> str:
+        if (value := raw.strip().lower()) not in choices:
+            raise ValueError
+        return value
+
+    return env_parsed(name, default, choose, f"one of {', '.join(sorted(choices))}")
+
+
 def env_bool(name: str, default: bool) -> bool:
     return env_parsed(name, default, lambda raw: raw.strip().lower() in {"1", "true", "yes", "on"}, "yes or no")
 
@@ -78,8 +87,13 @@ class Config:
         self.DRIVE_SUBJECT = env_str("DRIVE_SUBJECT", "")
         self.DRIVE_ROOT_URL = env_str("DRIVE_ROOT_URL", "")
         self.DRIVE_CHUNK_BYTES = env_int("DRIVE_CHUNK_MB", 8) * 1024 * 1024
+        # How soon a silent, dead connection is given up on (then the upload resumes); it must
+        # also cover sending one chunk, so a slow uplink wants smaller chunks, not a longer wait.
+        self.DRIVE_TIMEOUT_SECONDS = env_float("DRIVE_TIMEOUT_SECONDS", 30.0)
         self.DRIVE_SYNC_SECONDS = env_float("DRIVE_SYNC_SECONDS", 10.0)
         self.DRIVE_RETRY_BASE_SECONDS = env_float("DRIVE_RETRY_BASE_SECONDS", 1.0)
+        # Who may open each person's folder: nobody else, the person's e-mail, or anyone with the link.
+        self.DRIVE_SHARE = env_choice("DRIVE_SHARE", "none", {"none", "reader", "anyone"})
         # The token lives as long as the session: a two-hour upload must not fail on its last file.
         self.WTF_CSRF_TIME_LIMIT = None
         self.EXPORT_CARDS = env_bool("INTAKE_EXPORT_CARDS", False)

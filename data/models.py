@@ -54,6 +54,10 @@ class Person(db.Model):
     consent: Mapped[bool] = mapped_column(default=False)
     extra: Mapped[dict] = mapped_column(sa.JSON, default=dict)
     drive_folder_id: Mapped[str | None] = mapped_column(sa.String(128))
+    # The folder's webViewLink, for the delivery e-mail; only drive_shared_with (an e-mail
+    # address, or "anyone" with the link) can open it, besides the shared drive's members.
+    drive_folder_link: Mapped[str | None] = mapped_column(sa.String(512))
+    drive_shared_with: Mapped[str | None] = mapped_column(sa.String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Bumped whenever this person's set of photos changes; export and Drive sync each record the
     # version they delivered, so "needs delivery" survives crashes and never races a new change.

@@ -3,13 +3,18 @@
 Network calls never run inside a database transaction: a plan is read, Drive is called, and
 each result is committed on its own. DriveItem rows remember which file on Drive holds which
 (photo, person), so a re-assigned photo is moved rather than uploaded twice.
+
+DRIVE_SHARE decides who besides the shared drive's members may open a person's folder: nobody
+("none"), the person's e-mail address ("reader"), or anyone with the link ("anyone"). The
+person row remembers the folder's link and whom we shared it with, so a changed setting or
+address takes back exactly our earlier grant.
 """
 
 import logging
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, literal, null, select
 
 from data import storage
 from data.database import db_commit_with_retry, run_in_transaction
@@ -33,6 +38,7 @@ def settings() -> drive_client.DriveSettings:
         subject=config["DRIVE_SUBJECT"],
         root_url=config["DRIVE_ROOT_URL"],
         chunk_size=config["DRIVE_CHUNK_BYTES"],
+        timeout_seconds=config["DRIVE_TIMEOUT_SECONDS"],
     )
 
 
@@ -44,6 +50,28 @@ def status() -> dict:
     if not settings().is_configured():
         return {"state": "off", "message": "Drive sync is not configured; photos are exported locally only."}
     return read_setting(STATUS_KEY, {"state": "idle", "message": ""})
+
+
+def people_to_sync(share: str) -> list[tuple[int, int]]:
+    """People whose photos changed since their last sync, or whose folder's sharing is not what DRIVE_SHARE wants."""
+    return people_behind(Person.synced_version, sharing_out_of_date(share))
+
+
+def wanted_reader(share: str, email: str | None) -> str | None:
+    """Who should be able to open the folder under this DRIVE_SHARE: an address, ANYONE, or nobody."""
+    if share == "anyone":
+        return drive_client.ANYONE
+    address = (email or "").strip().lower()
+    return address if share == "reader" and address else None
+
+
+def sharing_out_of_date(share: str) -> ColumnElement[bool]:
+    """wanted_reader in SQL: people with a folder whose link is unknown or whose reader is not the wanted one."""
+    address = func.nullif(func.lower(func.trim(Person.email)), "")
+    wanted = {"none": null(), "anyone": literal(drive_client.ANYONE), "reader": address}[share]
+    return Person.drive_folder_id.is_not(None) & (
+        Person.drive_folder_link.is_(None) | Person.drive_shared_with.is_distinct_from(wanted)
+    )
 
 
 @dataclass(frozen=True)
@@ -59,7 +87,6 @@ class Placed:
     synced: bool
     file_id: str | None
     folder_id: str | None
-    md5: str | None
 
 
 @dataclass(frozen=True)
@@ -69,6 +96,9 @@ class SyncPlan:
     code: str
     folder_name: str
     folder_id: str | None
+    email: str | None
+    folder_link: str | None
+    shared_with: str | None
     wanted: dict[str, Planned]
     placed: dict[int, Placed]
     movable: dict[int, Placed]
@@ -76,7 +106,7 @@ class SyncPlan:
 
 
 def placed(item: DriveItem) -> Placed:
-    return Placed(item.id, item.photo_id, item.state == SyncState.SYNCED, item.file_id, item.folder_id, item.md5)
+    return Placed(item.id, item.photo_id, item.state == SyncState.SYNCED, item.file_id, item.folder_id)
 
 
 def sync_plan(person_id: int) -> SyncPlan:
@@ -104,7 +134,18 @@ def sync_plan(person_id: int) -> SyncPlan:
     }
     leaving = set(items) - wanted_ids
     handed_over = {photo_id for photo_id in leaving if is_delivered_to_someone_else(photo_id, person_id)}
-    return SyncPlan(person.code, folder_name(person), person.drive_folder_id, wanted, items, movable, handed_over)
+    return SyncPlan(
+        person.code,
+        folder_name(person),
+        person.drive_folder_id,
+        person.email,
+        person.drive_folder_link,
+        person.drive_shared_with,
+        wanted,
+        items,
+        movable,
+        handed_over,
+    )
 
 
 def is_delivered_to_someone_else(photo_id: int, person_id: int) -> bool:
@@ -115,6 +156,11 @@ def is_delivered_to_someone_else(photo_id: int, person_id: int) -> bool:
 
 def record_folder(person_id: int, folder_id: str) -> None:
     db.session.get(Person, person_id).drive_folder_id = folder_id
+
+
+def record_sharing(person_id: int, link: str, reader: str | None) -> None:
+    person = db.session.get(Person, person_id)
+    person.drive_folder_link, person.drive_shared_with = link, reader
 
 
 def record_item(
@@ -159,29 +205,61 @@ def record_synced(person_id: int, version: int) -> None:
     db.session.get(Person, person_id).synced_version = version
 
 
-def sync_person(client: drive_client.DriveClient, root_id: str, person_id: int, version: int) -> bool:
-    """Make the person's Drive folder match their export; True when everything went through."""
+def share_folder(client: drive_client.DriveClient, person_id: int, plan: SyncPlan, folder_id: str, share: str) -> bool:
+    """Record the folder's link and leave it readable by exactly wanted_reader; False if Drive refused."""
+    reader = wanted_reader(share, plan.email)
+    try:
+        link = plan.folder_link or client.link(folder_id)
+        if plan.shared_with and plan.shared_with != reader:
+            client.unshare(folder_id, plan.shared_with)
+        if reader and reader != plan.shared_with:
+            client.share(folder_id, reader)
+    except (drive_client.DriveConfigError, drive_client.DriveQuotaError):
+        raise
+    except drive_client.DriveError as error:
+        # E.g. an address without a Google account: Drive shares with it only along with its own
+        # invitation mail. The photos still go up; the person is tried again next round.
+        log.warning("Drive folder of %s not shared: %s", plan.code, error)
+        return False
+    if (link, reader) != (plan.folder_link, plan.shared_with):
+        db_commit_with_retry(record_sharing, person_id, link, reader)
+    return True
+
+
+def sync_person(client: drive_client.DriveClient, root_id: str, person_id: int, version: int, share: str) -> bool:
+    """Make the person's Drive folder match their export and DRIVE_SHARE; True when everything went through."""
     plan = run_in_transaction(sync_plan, person_id, read_only=True)
     folder_id = plan.folder_id
     if plan.wanted and not folder_id:
         folder_id = client.ensure_folder(root_id, plan.folder_name, plan.code)
         db_commit_with_retry(record_folder, person_id, folder_id)
-    complete = True
+    complete = share_folder(client, person_id, plan, folder_id, share) if folder_id else True
     for name, photo in plan.wanted.items():
         item = plan.placed.get(photo.photo_id)
         if item is not None and item.synced and item.folder_id == folder_id:
             continue
+        # A photo re-assigned from someone else: their file is moved, and its row becomes ours.
+        moved = plan.movable.get(photo.photo_id)
         try:
-            moved = plan.movable.get(photo.photo_id)
-            if moved is not None and moved.file_id:
-                client.move(moved.file_id, folder_id)
-                db_commit_with_retry(
-                    record_item, photo.photo_id, person_id, moved.file_id, folder_id, moved.md5, item_id=moved.item_id
-                )
-                continue
             sha256, md5 = drive_client.file_digests(photo.path)
-            file_id = client.upload(photo.path, name, folder_id, sha256, md5, {"intake_photo": str(photo.photo_id)})
-            db_commit_with_retry(record_item, photo.photo_id, person_id, file_id, folder_id, md5)
+            file_id = client.deliver(
+                photo.path,
+                name,
+                folder_id,
+                sha256,
+                md5,
+                {"intake_photo": str(photo.photo_id)},
+                movable_id=moved.file_id if moved else None,
+            )
+            db_commit_with_retry(
+                record_item,
+                photo.photo_id,
+                person_id,
+                file_id,
+                folder_id,
+                md5,
+                item_id=moved.item_id if moved else None,
+            )
         except (drive_client.DriveConfigError, drive_client.DriveQuotaError):
             raise
         except drive_client.DriveError as error:
@@ -206,7 +284,8 @@ def sync_pending() -> int:
     config = settings()
     if not config.is_configured():
         return 0
-    pending = run_in_transaction(people_behind, Person.synced_version, read_only=True)
+    share = current_app.config["DRIVE_SHARE"]
+    pending = run_in_transaction(people_to_sync, share, read_only=True)
     if not pending:
         return 0
     done = 0
@@ -215,7 +294,7 @@ def sync_pending() -> int:
         with drive_client.drive_from_settings(config, backoff) as client:
             db_commit_with_retry(set_status, "syncing", f"{len(pending)} people to sync")
             for person_id, version in pending:
-                done += sync_person(client, config.root_folder_id, person_id, version)
+                done += sync_person(client, config.root_folder_id, person_id, version, share)
     except (drive_client.DriveConfigError, drive_client.DriveQuotaError) as error:
         log.error("Drive sync stopped: %s", error)
         db_commit_with_retry(set_status, "error", str(error))

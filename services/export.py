@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Select, and_, select, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute
 
 from data import storage
@@ -187,13 +187,12 @@ def export_person(person: Person) -> int:
     return changes
 
 
-def people_behind(delivered: InstrumentedAttribute[int]) -> list[tuple[int, int]]:
+def people_behind(delivered: InstrumentedAttribute[int], *also: ColumnElement[bool]) -> list[tuple[int, int]]:
     """(person id, version to deliver) for everyone whose photos changed since `delivered`, one of the
-    Person.*_version columns, was recorded."""
+    Person.*_version columns, was recorded, or who meets one of the `also` conditions."""
+    behind = or_(Person.delivery_version != delivered, *also)
     return list(
-        db.session.execute(
-            select(Person.id, Person.delivery_version).where(Person.delivery_version != delivered).order_by(Person.id)
-        ).tuples()
+        db.session.execute(select(Person.id, Person.delivery_version).where(behind).order_by(Person.id)).tuples()
     )
 
 

@@ -6,6 +6,8 @@ import hashlib
 import itertools
 import json
 import random
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from engine.drive_client import (
+    ANYONE,
     SCOPES,
     Backoff,
     DriveClient,
@@ -86,9 +89,9 @@ def make_export(tmp_path: Path) -> Callable[..., Photo]:
     return make
 
 
-def deliver(drive_client: DriveClient, photo: Photo, folder_id: str) -> str:
+def deliver(drive_client: DriveClient, photo: Photo, folder_id: str, movable_id: str | None = None) -> str:
     return drive_client.deliver(
-        photo.path, photo.name, folder_id, photo.sha256, photo.md5, {"intake_photo": photo.name}
+        photo.path, photo.name, folder_id, photo.sha256, photo.md5, {"intake_photo": photo.name}, movable_id
     )
 
 
@@ -156,6 +159,37 @@ def test_interrupted_chunk_upload_resumes_where_it_stopped(fake, drive_client, m
     assert len(sleeps) == 1
 
 
+def test_connection_dropped_before_a_chunk_answer_resends_the_whole_chunk(fake, drive_client, make_export, sleeps):
+    """httplib2 re-sends the chunk by itself; it carries the whole body, so nothing waits for a timeout."""
+    photo = make_export()
+    fake.drop("chunk", after_store=True, skip=1)
+
+    deliver(drive_client, photo, fake.root_folder_id)
+
+    assert_stored_once(fake, photo, fake.root_folder_id)
+    assert fake.short_bodies == 0
+    assert fake.chunk_starts == [0, CHUNK_BYTES, CHUNK_BYTES, 2 * CHUNK_BYTES]
+    assert sleeps == []
+
+
+def test_line_dead_mid_chunk_is_noticed_and_the_upload_resumes_from_the_servers_count(fake, make_export, sleeps):
+    """Half a chunk arrives, then silence: the request timeout ends the wait, the status query
+    tells how many bytes Drive kept, and the upload goes on from exactly there."""
+    photo = make_export()
+    fake.stall("chunk", skip=1)
+    settings = settings_for(fake, timeout_seconds=1.0)
+
+    with drive_from_settings(settings, Backoff(sleep=sleeps.append)) as drive_client:
+        deliver(drive_client, photo, fake.root_folder_id)
+
+    assert fake.stalled.is_set()
+    assert_stored_once(fake, photo, fake.root_folder_id)
+    kept = CHUNK_BYTES + CHUNK_BYTES // 2
+    assert fake.chunk_starts == [0, CHUNK_BYTES, kept]  # not the chunk boundary: Drive's own count
+    assert fake.count("initiate") == 1
+    assert len(sleeps) == 1
+
+
 def test_expired_upload_session_restarts_cleanly(fake, drive_client, make_export):
     """A 404 on the upload session starts a fresh upload after looking the file up again."""
     photo = make_export()
@@ -207,13 +241,39 @@ def test_persistent_failure_gives_up_with_capped_growing_backoff(fake, drive_cli
 
 
 def test_lost_create_answer_does_not_duplicate_the_folder(fake, drive_client):
-    """A 500 after Drive stored a new folder is retried by lookup, so exactly one folder exists."""
+    """A 500 after Drive stored a new folder: the retry reuses the reserved id, is refused, and reads it."""
     fake.fail("create", 500, after_store=True)
 
     folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
 
     assert [f["id"] for f in fake.children(fake.root_folder_id)] == [folder_id]
-    assert fake.count("create") == 1
+    assert fake.count("create") == 2
+    assert fake.count("generateIds") == 1
+
+
+def test_connection_dropped_after_create_does_not_duplicate_the_folder(fake, drive_client):
+    """httplib2 re-sends a POST whose connection dropped; the reserved id makes Drive refuse the repeat."""
+    fake.drop("create", after_store=True)
+
+    folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert [f["id"] for f in fake.children(fake.root_folder_id)] == [folder_id]
+    assert fake.count("create") == 2  # the re-sent one was refused with 409
+
+
+@pytest.mark.parametrize("op", ["generateIds", "list", "create", "initiate", "chunk", "status"])
+def test_dropped_connections_are_ridden_out_without_copies(fake, drive_client, make_export, op):
+    """Two connections dropped after Drive acted (httplib2 re-sends one, we retry the other): one copy."""
+    photo = make_export()
+    fake.fail("chunk", 503, skip=1)  # so a status query happens too
+    fake.drop(op, after_store=True, times=2)
+
+    folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    deliver(drive_client, photo, folder_id)
+
+    assert_stored_once(fake, photo, folder_id)
+    assert len(fake.children(fake.root_folder_id)) == 1
+    assert not any(f.op == op for f in fake.faults)  # both drops happened
 
 
 def test_lost_last_chunk_answer_does_not_duplicate_the_file(fake, drive_client, make_export):
@@ -229,17 +289,59 @@ def test_lost_last_chunk_answer_does_not_duplicate_the_file(fake, drive_client, 
 
 
 def test_reassigned_photo_moves_to_the_new_persons_folder(fake, drive_client, make_export):
-    """Delivering a photo to another person moves the one existing copy instead of uploading again."""
+    """Delivering a photo with the copy it was released from moves that copy instead of uploading."""
     photo = make_export()
     anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
     ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
     file_id = deliver(drive_client, photo, anna)
 
-    assert deliver(drive_client, photo, ben) == file_id
+    assert deliver(drive_client, photo, ben, movable_id=file_id) == file_id
 
     assert_stored_once(fake, photo, ben)
     assert fake.children(anna) == []
     assert fake.count("initiate") == 1
+
+
+def test_group_photo_copy_in_another_folder_is_left_alone(fake, drive_client, make_export):
+    """The same photo for a second person is uploaded again: the first person's copy stays theirs."""
+    photo = make_export()
+    anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
+    anna_copy = deliver(drive_client, photo, anna)
+
+    assert deliver(drive_client, photo, ben) != anna_copy
+
+    assert [f["id"] for f in fake.children(anna)] == [anna_copy]
+    assert len(fake.children(ben)) == 1
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated"])
+def test_a_copy_found_by_its_tag_is_checked_before_it_is_trusted(fake, drive_client, make_export, damage):
+    """A tagged copy whose md5 or size differs from the local file is trashed and uploaded again."""
+    photo = make_export()
+    file_id = deliver(drive_client, photo, fake.root_folder_id)
+    content = fake.contents[file_id]
+    fake.replace_content(file_id, bytes([content[0] ^ 1]) + content[1:] if damage == "flipped byte" else content[:-1])
+
+    assert deliver(drive_client, photo, fake.root_folder_id) != file_id
+
+    assert fake.files[file_id]["trashed"]
+    assert_stored_once(fake, photo, fake.root_folder_id)
+
+
+def test_a_damaged_or_deleted_released_copy_is_not_moved(fake, drive_client, make_export):
+    """The copy to move is checked like any other: damaged, it is trashed; gone, the photo is uploaded."""
+    photo = make_export()
+    anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
+    damaged = deliver(drive_client, photo, anna)
+    fake.replace_content(damaged, b"not the photo")
+
+    assert deliver(drive_client, photo, ben, movable_id=damaged) != damaged
+    assert deliver(drive_client, photo, anna, movable_id="deleted-by-hand")
+
+    assert fake.files[damaged]["trashed"]
+    assert len(fake.children(ben)) == 1 and len(fake.children(anna)) == 1
 
 
 def test_storage_quota_is_a_quota_error_without_retries(fake, drive_client, make_export, sleeps):
@@ -264,6 +366,56 @@ def test_folders_are_found_by_key_not_by_name(fake, drive_client):
     assert drive_client.ensure_folder(fake.root_folder_id, "Anna Lind", "person-1") == first
     assert fake.files[first]["name"] == "Anna Lind"
     assert len(fake.children(fake.root_folder_id)) == 2
+
+
+def test_searches_stay_in_the_shared_drive_so_a_resync_finds_its_folder(fake, drive_client):
+    """allDrives searches may come back incomplete; searching the root's shared drive finds the folder."""
+    first = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1") == first
+    assert len(fake.children(fake.root_folder_id)) == 1
+
+
+def test_a_root_in_a_my_drive_is_searched_in_the_users_files(make_export, sleeps):
+    """With the root in a user's My Drive (domain-wide delegation), re-runs find what is there."""
+    with FakeDrive(shared_drive=False) as fake:
+        with drive_from_settings(settings_for(fake), Backoff(sleep=sleeps.append)) as drive_client:
+            photo = make_export()
+            for _ in range(2):
+                folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+                deliver(drive_client, photo, folder_id)
+
+    assert len(fake.children(fake.root_folder_id)) == 1
+    assert_stored_once(fake, photo, folder_id)
+
+
+def test_an_incomplete_search_is_not_taken_for_nothing_found(fake, drive_client, sleeps):
+    """If even the one-drive search says incompleteSearch, nothing is created on that answer."""
+    fake.incomplete_corpora = {"drive", "allDrives"}
+
+    with pytest.raises(DriveError, match="incomplete"):
+        drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert fake.children(fake.root_folder_id) == []
+
+
+def test_sharing_survives_a_dropped_answer_and_takes_back_only_its_own_grant(fake, drive_client):
+    """A re-sent share makes no second permission and no Google mail; unshare leaves others' grants."""
+    folder_id = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    fake.drop("share", after_store=True)
+
+    drive_client.share(folder_id, "anna@example.org")
+    drive_client.share(folder_id, ANYONE)
+    by_hand = {"kind": "drive#permission", "id": "by-hand", "type": "user", "role": "writer"}
+    fake.permissions[folder_id].append(by_hand | {"emailAddress": "anna@example.org"})
+    assert len(fake.permissions[folder_id]) == 3
+
+    drive_client.unshare(folder_id, "Anna@Example.org")
+    drive_client.unshare(folder_id, ANYONE)
+
+    assert [p["id"] for p in fake.permissions[folder_id]] == ["by-hand"]
+    assert fake.notifications == []
+    assert drive_client.link(folder_id) == f"https://drive.google.com/drive/folders/{folder_id}"
 
 
 def test_missing_root_folder_is_a_config_error(fake, drive_client, sleeps):
@@ -291,7 +443,7 @@ def test_service_account_acts_as_subject_with_a_bearer_token(tmp_path):
     """A service-account key with a subject gets a token for that user and the API accepts it."""
     with FakeDrive(require_auth=True) as fake:
         key_file = tmp_path / "service-account.json"
-        key_file.write_text(json.dumps(service_account_info(token_uri=f"{fake.url}token")))
+        key_file.write_text(json.dumps(service_account_info(fake)))
         settings = settings_for(
             fake, credentials_type="service_account", credentials_file=str(key_file), subject="photos@example.org"
         )
@@ -302,6 +454,34 @@ def test_service_account_acts_as_subject_with_a_bearer_token(tmp_path):
     assert grant["claims"]["sub"] == "photos@example.org"
     assert grant["claims"]["scope"] == " ".join(SCOPES)
     assert len(fake.children(fake.root_folder_id)) == 1
+
+
+def test_service_account_key_the_server_does_not_know_is_refused(tmp_path, sleeps):
+    """A grant signed with a key Google does not hold for the account is a config error, not a retry."""
+    with FakeDrive(require_auth=True) as fake:
+        service_account_info(fake)  # the account's real key
+        key_file = tmp_path / "service-account.json"
+        key_file.write_text(json.dumps(service_account_info(fake, trusted=False)))  # a stale or foreign key
+        settings = settings_for(fake, credentials_type="service_account", credentials_file=str(key_file))
+        with drive_from_settings(settings, Backoff(sleep=sleeps.append)) as drive_client:
+            with pytest.raises(DriveConfigError, match="Invalid JWT Signature"):
+                drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+
+    assert fake.children(fake.root_folder_id) == []
+    assert sleeps == []
+
+
+def test_fake_drive_keeps_one_parent_per_item(fake, drive_client):
+    """As in a shared drive, a second parent is refused: a move must add and remove in one update."""
+    anna = drive_client.ensure_folder(fake.root_folder_id, "Anna Berg", "person-1")
+    ben = drive_client.ensure_folder(fake.root_folder_id, "Ben Cole", "person-2")
+    url = f"{fake.url}drive/v3/files/{anna}?addParents={ben}&supportsAllDrives=true"
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="PATCH"), timeout=5)
+
+    assert refused.value.code == 403
+    assert json.load(refused.value)["error"]["errors"][0]["reason"] == "teamDrivesParentLimit"
 
 
 def test_authorized_user_token_file_is_used(tmp_path):
@@ -320,7 +500,7 @@ def test_refused_credentials_are_a_config_error(tmp_path, sleeps):
     """A token grant the token endpoint refuses raises DriveConfigError, not a retry loop."""
     with FakeDrive(require_auth=True) as fake:
         key_file = tmp_path / "service-account.json"
-        key_file.write_text(json.dumps(service_account_info(token_uri=f"{fake.url}token")))
+        key_file.write_text(json.dumps(service_account_info(fake)))
         fake.fail("token", 400, "invalid_grant")
         settings = settings_for(fake, credentials_type="service_account", credentials_file=str(key_file))
         with drive_from_settings(settings, Backoff(sleep=sleeps.append)) as drive_client:
@@ -337,6 +517,7 @@ def test_settings_say_when_sync_is_off_or_unusable(tmp_path):
     unusable = {
         "sync is off": DriveSettings(),
         "multiple of 262144": DriveSettings(root_folder_id="root", chunk_size=1000),
+        "request timeout": DriveSettings(root_folder_id="root", timeout_seconds=0),
         "No Drive credentials file": DriveSettings(root_folder_id="root"),
         "Cannot read": DriveSettings(root_folder_id="root", credentials_file=str(tmp_path / "missing.json")),
         "test server": DriveSettings(root_folder_id="root", credentials_type="anonymous"),
@@ -346,17 +527,24 @@ def test_settings_say_when_sync_is_off_or_unusable(tmp_path):
             drive_from_settings(settings)
 
 
-def service_account_info(token_uri: str) -> dict[str, str]:
+def service_account_info(fake: FakeDrive, trusted: bool = True) -> dict[str, str]:
+    """A new service-account key file's contents; trusted registers its public key with the fake."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    email = "intake@intake-test.iam.gserviceaccount.com"
+    if trusted:
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        fake.trust(email, public)
     return {
         "type": "service_account",
         "project_id": "intake-test",
         "private_key_id": "test-key",
         "private_key": pem.decode(),
-        "client_email": "intake@intake-test.iam.gserviceaccount.com",
+        "client_email": email,
         "client_id": "1",
-        "token_uri": token_uri,
+        "token_uri": f"{fake.url}token",
     }
 
 
