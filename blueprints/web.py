@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import InternalServerError, NotFound
 
 from data import storage
 from data.database import DatabaseBusy
@@ -24,7 +25,7 @@ def json_error(status: int, error: str, message: str, **extra):
 
 
 def error_page(status: int, title: str, message: str):
-    return render_template("error.html", title=title, message=message), status
+    return render_template("error.html", status=status, title=title, message=message), status
 
 
 def refuse(status: int, error: str, title: str, message: str):
@@ -104,6 +105,21 @@ def discard_body() -> None:
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(NotFound)
+    def not_found(_error: NotFound):
+        return refuse(
+            404, "not-found", "Page not found", "There is nothing at this address. The menu above leads everywhere."
+        )
+
+    @app.errorhandler(InternalServerError)
+    def server_error(_error: InternalServerError):
+        return refuse(
+            500,
+            "server-error",
+            "Something went wrong",
+            "The problem is logged. Try again; if it persists, tell an admin.",
+        )
+
     @app.errorhandler(DatabaseBusy)
     def database_busy(error: DatabaseBusy):
         response = make_response(refuse(503, "busy", "Busy", str(error)))

@@ -40,7 +40,7 @@ def correct(client, batch_id, ids, kind, code=""):
 
 
 def undo_last(client, batch_id):
-    last = db.session.scalar(select(ReviewCorrection.id).order_by(ReviewCorrection.id.desc()).limit(1))
+    last = db.session.scalar(select(ReviewCorrection.action_id).order_by(ReviewCorrection.id.desc()).limit(1))
     assert client.post(f"/batches/{batch_id}/review/undo/{last}").status_code == 303
 
 
