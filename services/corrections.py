@@ -220,7 +220,9 @@ def review_view(batch_id: int) -> ReviewView:
         )
     )
     attention_ids = set(db.session.scalars(select(Photo.id).where(Photo.batch_id == batch_id, needs_attention())))
-    frames = [regrouping.frame_of(p) for p in photos]
+    refused = [p for p in photos if p.role in (PhotoRole.REJECTED, PhotoRole.DUPLICATE)]
+    # Refused and duplicate files are listed once, apart: they belong to no run.
+    frames = [regrouping.frame_of(p) for p in photos if p not in refused]
     by_id = {p.id: p for p in photos}
     ordered = grouping.order_frames(frames)
     cameras = []
@@ -229,7 +231,7 @@ def review_view(batch_id: int) -> ReviewView:
         cameras.append(CameraView(camera or "no camera / no time", [(key, list(run)) for key, run in runs]))
     return ReviewView(
         attention=[p for p in photos if p.id in attention_ids],
-        refused=[p for p in photos if p.role in (PhotoRole.REJECTED, PhotoRole.DUPLICATE)],
+        refused=refused,
         cameras=cameras,
         history=batch_history(batch_id),
     )
