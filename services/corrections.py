@@ -209,6 +209,8 @@ def batch_history(batch_id: int) -> list[Action]:
                 correction.action_id, correction.created_at, label, [], correction.undone_at is not None
             )
         action.files.append(name.rsplit("/", 1)[-1])
+    for action in actions.values():
+        action.files.sort(key=grouping.natural_key)
     return list(actions.values())
 
 
