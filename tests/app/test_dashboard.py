@@ -69,7 +69,7 @@ def test_batches_page_links_each_batch_and_counts(client):
     db_commit_with_retry(finish, batch_id)
     page = client.get("/batches").get_data(as_text=True)
     assert f'href="/batches/{batch_id}/review"' in page and f'href="/batches/{batch_id}/upload"' in page
-    assert "4 photos</a>" in page and "1 person" in page and "1 to review" in page
+    assert "4 photos</a>" in page and "1 person</a>" in page and "1 to review" in page
 
 
 def test_dashboard_leads_with_the_photo_day_not_the_database(client):

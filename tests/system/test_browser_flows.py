@@ -124,3 +124,33 @@ def test_parent_registers_on_a_phone(served, browser):
     assert page.locator(".person-card svg").is_visible()
     assert_clean(page)
     context.close()
+
+
+def test_link_unknown_code_to_a_person_picked_by_name(admin_page, served):
+    """The unknown code's photos go to the person typed by name (on the second size: already linked)."""
+    server, day = served
+    admin_page.goto(f"{server.url}/batches/{day.batch_id}/review")
+    admin_page.fill("#link-code", "ZED")
+    admin_page.fill("#link-person", "Carl Dahl")
+    admin_page.click("button:has-text('Link')")
+    admin_page.wait_for_selector("text=/now means this person|already belongs to someone/")
+    assert admin_page.locator(".thumb .reason", has_text="unknown code ZED").count() == 0
+    assert_clean(admin_page)
+
+
+def test_twin_is_flagged_and_merged_by_name(admin_page, served, tmp_path, request):
+    """A child on the roster twice is flagged as a likely duplicate and merged from its page, picked by name."""
+    server, _ = served
+    size = request.node.callspec.params["admin_page"]
+    roster = tmp_path / "twins.csv"
+    roster.write_text(f"code,name,email,group\nT1{size},Twin {size},,7C\nT2{size},Twin {size},,7C\n")
+    assert server.flask("import-roster", str(roster)).returncode == 0
+    admin_page.goto(f"{server.url}/people/duplicates")
+    assert f"T2{size}" in admin_page.content()
+    assert_clean(admin_page)
+    admin_page.click(f"a[href='/person/T2{size}']")
+    admin_page.fill("#merge-into", f"T1{size}")
+    admin_page.click("button:has-text('Merge into them')")
+    admin_page.wait_for_url(f"**/person/T1{size}")
+    assert f"merged into Twin {size}" in admin_page.content()
+    assert_clean(admin_page)
