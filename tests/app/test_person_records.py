@@ -32,6 +32,7 @@ def test_edit_changes_name_email_and_group(admin):
     assert db.session.scalar(select(AuditLog.action)) == "edit"
 
 
+@pytest.mark.both_databases
 def test_merge_moves_photos_aliases_and_card_codes(admin):
     """Merging a child registered twice: the merged record's photos, alias and card code lead to the kept one."""
     make_person("ANNA", "Anna", group="5A")

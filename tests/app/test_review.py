@@ -186,6 +186,7 @@ def attention_counts(client, batch_id) -> dict[str, int]:
     }
 
 
+@pytest.mark.both_databases
 def test_needs_attention_is_one_number_everywhere(client, admin):
     """Dashboard API, batches page and review page agree, before and after a photo is excluded."""
     batch_id, ids = make_scanned_batch([("photo",), ("card", "ANNA"), ("photo",), ("card", "ZED"), ("photo",)])
@@ -216,6 +217,7 @@ def test_unclear_requests_say_what_to_do(client, admin):
     assert db.session.scalar(select(ReviewCorrection.id)) is None
 
 
+@pytest.mark.both_databases
 def test_one_action_is_one_undo_entry(client, admin):
     """Excluding two photos is one history entry naming both files; 'Undo last' reverts both."""
     batch_id, ids = make_scanned_batch([("card", "ANNA"), ("photo",), ("photo",)])
