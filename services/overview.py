@@ -113,6 +113,7 @@ def photo_day() -> dict:
     return {
         "batches": {str(status): count for status, count in by_status.items()},
         "needs_review": db.session.scalar(select(func.count()).select_from(Photo).where(needs_attention())),
+        "first_to_review": db.session.scalar(select(func.min(Photo.batch_id)).where(needs_attention())),
         "people_with_photos": db.session.scalar(select(func.count(photo_person.c.person_id.distinct()))),
     }
 
