@@ -71,7 +71,7 @@
     })
   }
 
-  // The large view: Enter on a photo opens it; arrows move; a/c/n/x act on the photo shown.
+  // The large view: a photo's View button (or Enter on it) opens it; arrows move; a/c/n/x act on the photo shown.
   const viewer = document.getElementById('viewer')
   const image = document.getElementById('viewer-image')
   const title = document.getElementById('viewer-title')
@@ -120,6 +120,7 @@
       }
     })
     thumb.addEventListener('dblclick', () => open(thumb))
+    thumb.querySelector('button.view').addEventListener('click', () => open(thumb))
   }
   if (viewer) {
     viewer.addEventListener('keydown', (event) => {

@@ -154,3 +154,22 @@ def test_twin_is_flagged_and_merged_by_name(admin_page, served, tmp_path, reques
     admin_page.wait_for_url(f"**/person/T1{size}")
     assert f"merged into Twin {size}" in admin_page.content()
     assert_clean(admin_page)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_staff_open_a_photo_large_with_its_view_button(served, browser, size):
+    """Staff (no corrections) open the large view by button, move with arrows, close with Escape."""
+    server, day = served
+    context = browser.new_context(viewport=SIZES[size], bypass_csp=True)
+    page = context.new_page()
+    log_in(page, server.url, *ACCOUNTS["staff"])
+    page.goto(f"{server.url}/batches/{day.batch_id}/review")
+    assert page.locator("input[name=photo_id]").count() == 0
+    page.get_by_role("button", name="View IMG_0005.JPG large").first.click()
+    assert "IMG_0005.JPG" in page.locator("#viewer-title").inner_text()
+    assert_clean(page)
+    page.keyboard.press("ArrowLeft")
+    assert "IMG_0005.JPG" not in page.locator("#viewer-title").inner_text()
+    page.keyboard.press("Escape")
+    assert not page.locator("#viewer").is_visible()
+    context.close()
