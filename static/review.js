@@ -112,6 +112,17 @@
     else form.requestSubmit()
   }
 
+  // Arrows move between photos in the grid, in page order, so a keyboard goes through a batch quickly.
+  const stops = thumbs.map((thumb) => thumb.querySelector('input, button.view')).filter(Boolean)
+  for (const [index, stop] of stops.entries()) {
+    stop.closest('.thumb').addEventListener('keydown', (event) => {
+      const next = stops[index + ({ ArrowRight: 1, ArrowLeft: -1 }[event.key] || 0)]
+      if (next === stop) return
+      event.preventDefault()
+      next?.focus()
+    })
+  }
+
   for (const thumb of viewable) {
     thumb.addEventListener('keydown', (event) => {
       if (event.key === 'Enter') {

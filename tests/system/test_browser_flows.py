@@ -66,10 +66,12 @@ def test_menu_leads_to_upload_at_both_sizes(admin_page, served):
 
 
 def test_review_by_keyboard(admin_page, served):
-    """Enter opens a photo large, arrows move, x excludes the photo shown: one correction, one undo entry."""
+    """Arrows move between photos, Enter opens one large, arrows move there too, x excludes the photo shown."""
     server, day = served
     admin_page.goto(f"{server.url}/batches/{day.batch_id}/review")
-    admin_page.locator(".thumb[data-name='IMG_0003.JPG'] input").first.focus()
+    admin_page.locator(".thumb[data-name='IMG_0002.JPG'] input").first.focus()
+    admin_page.keyboard.press("ArrowRight")
+    assert admin_page.evaluate("document.activeElement.closest('.thumb').dataset.name") == "IMG_0003.JPG"
     admin_page.keyboard.press("Enter")
     viewer = admin_page.locator("#viewer")
     assert viewer.is_visible() and "IMG_0003.JPG" in admin_page.locator("#viewer-title").inner_text()
