@@ -1,4 +1,4 @@
-"""The staff's live view of the photo day: a page, and a fragment it polls."""
+"""The staff's live view of the photo day: a page, the fragment it polls, and every batch."""
 
 from flask import Blueprint, render_template
 
@@ -22,3 +22,10 @@ def index():
 def live():
     data = overview.summary()
     return etagged(data, lambda: render_template("dashboard/_live.html", data=data))
+
+
+@bp.get("/batches")
+@staff_required
+@db_retry
+def batches():
+    return render_template("dashboard/batches.html", batches=overview.batch_rows(limit=None))

@@ -1,16 +1,17 @@
-"""People pages: the list, who has no photos yet, badge sheets, roster import."""
+"""People pages: the list, who has no photos yet, badge sheets, roster import; edit, merge, delete."""
 
 import base64
 import binascii
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from markupsafe import Markup
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from blueprints.web import admin_required, staff_required
 from data.database import db_retry, run_in_transaction
 from engine.cards import card_svg
-from services import directory, roster
+from services import directory, person_records, roster
 
 bp = Blueprint("people", __name__)
 
@@ -65,8 +66,15 @@ def selected_group() -> str:
 def index():
     search = request.args.get("q", "").strip()
     page = directory.search_people(search, selected_group(), request.args.get("page", 1, type=int))
+    twins = person_records.likely_duplicates()
     return render_template(
-        "people/index.html", page=page, search=search, group=selected_group(), groups=directory.group_names()
+        "people/index.html",
+        page=page,
+        search=search,
+        group=selected_group(),
+        groups=directory.group_names(),
+        duplicates={p.id for pair in twins for p in pair[:2]},
+        pairs=len(twins),
     )
 
 
@@ -154,4 +162,64 @@ def import_confirm():
         return refusal
     created, updated = roster.import_roster_rows(result.rows)
     flash(f"Roster imported: {created} created, {updated} updated, {len(result.errors)} rows with errors left out.")
+    return redirect(url_for("people.index")), 303
+
+
+@bp.errorhandler(person_records.PersonError)
+def refused(error: person_records.PersonError):
+    """A change that cannot apply: nothing changed (the unit rolled back); say why, on the person's page."""
+    flash(str(error), "error")
+    return redirect(url_for("review.person", code=request.view_args["code"])), 303
+
+
+def person_or_404(code: str):
+    return directory.person_for_code(code) or abort(404)
+
+
+@bp.get("/people/duplicates")
+@staff_required
+@db_retry
+def duplicates():
+    return render_template("people/duplicates.html", pairs=person_records.likely_duplicates())
+
+
+@bp.get("/people/<code>/edit")
+@admin_required
+@db_retry
+def edit_form(code: str):
+    return render_template("people/edit.html", person=person_or_404(code))
+
+
+@bp.post("/people/<code>/edit")
+@admin_required
+@db_retry
+def edit(code: str):
+    person = person_or_404(code)
+    form = request.form
+    person_records.edit_person(
+        person, form.get("name", ""), form.get("email", ""), form.get("group", ""), current_user.id
+    )
+    flash(f"{person.name} saved.")
+    return redirect(url_for("review.person", code=person.code)), 303
+
+
+@bp.post("/people/<code>/merge")
+@admin_required
+@db_retry
+def merge(code: str):
+    merged = person_or_404(code)
+    name = merged.name
+    kept = person_records.merge_people(merged, request.form.get("into", ""), current_user.id)
+    flash(f"{name} ({code}) is merged into {kept.name}: photos, codes and cards now lead to {kept.code}.")
+    return redirect(url_for("review.person", code=kept.code)), 303
+
+
+@bp.post("/people/<code>/delete")
+@admin_required
+@db_retry
+def delete(code: str):
+    person = person_or_404(code)
+    name = person.name
+    person_records.delete_person(person, current_user.id)
+    flash(f"{name} ({code}) is deleted; photos with that code wait in review.")
     return redirect(url_for("people.index")), 303

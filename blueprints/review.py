@@ -8,12 +8,14 @@ from data import storage
 from data.database import db_retry
 from data.extensions import db
 from data.models import Batch, Photo
-from services import corrections
+from services import corrections, overview
 from services.batches import queue_batch
 from services.directory import person_for_code
 
 bp = Blueprint("review", __name__)
 
+# An action on more photos than this asks "are you sure?" first (review.js reads it from the page).
+CONFIRM_OVER = 20
 RERUNS = {"rescan": corrections.rescan_batch, "regroup": queue_batch, "redeliver": corrections.redeliver_batch}
 
 
@@ -33,14 +35,13 @@ def refused(error: corrections.ReviewError):
 @db_retry
 def batch(batch_id: int):
     found = db.get_or_404(Batch, batch_id)
-    problems, cameras, history = corrections.review_view(batch_id)
     return render_template(
         "review/batch.html",
         batch=found,
-        problems=problems,
-        cameras=cameras,
-        corrections=history,
+        view=corrections.review_view(batch_id),
+        summary=overview.batch_rows(batch_id=batch_id)[0],
         kind_labels=corrections.KIND_LABELS,
+        confirm_over=CONFIRM_OVER,
     )
 
 
@@ -56,19 +57,35 @@ def correct(batch_id: int):
     return back_to_review(batch_id), 303
 
 
-@bp.post("/batches/<int:batch_id>/review/undo/<int:correction_id>")
+@bp.post("/batches/<int:batch_id>/review/undo/<action_id>")
 @admin_required
 @db_retry
-def undo(batch_id: int, correction_id: int):
-    corrections.undo(batch_id, correction_id, current_user.id)
+def undo(batch_id: int, action_id: str):
+    return undone(batch_id, action_id)
+
+
+def undone(batch_id: int, action_id: str | None):
+    if action_id is None:
+        raise corrections.ReviewError("Nothing to undo.")
+    count = corrections.undo(batch_id, action_id, current_user.id)
+    flash(f"Undone: the correction of {count} photo(s).")
     return back_to_review(batch_id), 303
+
+
+@bp.post("/batches/<int:batch_id>/review/undo-last")
+@admin_required
+@db_retry
+def undo_last(batch_id: int):
+    return undone(batch_id, corrections.last_action(batch_id))
 
 
 @bp.post("/batches/<int:batch_id>/review/link")
 @admin_required
 @db_retry
 def link(batch_id: int):
-    corrections.link_code(request.form.get("code", ""), request.form.get("person_code", ""), current_user.id)
+    code = request.form.get("code", "").strip()
+    corrections.link_code(code, request.form.get("person_code", ""), current_user.id)
+    flash(f"Code {code} now means this person; its photos are grouped again.")
     return back_to_review(batch_id), 303
 
 
@@ -101,3 +118,15 @@ def thumb(photo_id: int):
     if path is None or not path.exists():
         abort(404)
     return send_file(path, mimetype="image/jpeg", max_age=86400)
+
+
+@bp.get("/photos/<int:photo_id>/full")
+@staff_required
+@db_retry
+def photo(photo_id: int):
+    """The stored photo itself, for the review page's large view."""
+    found = db.get_or_404(Photo, photo_id)
+    path = storage.original_path(found.content_hash, found.extension) if found.content_hash else None
+    if path is None or not path.exists():
+        abort(404)
+    return send_file(path, max_age=86400)

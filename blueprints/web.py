@@ -24,8 +24,15 @@ def json_error(status: int, error: str, message: str, **extra):
     return jsonify({"error": error, "message": message, **extra}), status
 
 
+# What people read for the errors they meet most; others show werkzeug's name and description.
+PAGE_ERRORS = {
+    404: ("Page not found", "There is nothing at this address. The menu above leads everywhere."),
+    500: ("Something went wrong", "The problem is logged. Try again; if it persists, tell an admin."),
+}
+
+
 def error_page(status: int, title: str, message: str):
-    return render_template("error.html", title=title, message=message), status
+    return render_template("error.html", status=status, title=title, message=message), status
 
 
 def refuse(status: int, error: str, title: str, message: str):
@@ -107,10 +114,13 @@ def discard_body() -> None:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        """API clients get the one JSON shape for every HTTP error too; pages keep Flask's answer."""
-        if not wants_json():
-            return error
-        return json_error(error.code or 500, (error.name or "error").lower().replace(" ", "-"), error.description or "")
+        """Every HTTP error, an unhandled exception's 500 included: the one JSON shape for API clients, the
+        app's own page for people."""
+        status = error.code or 500
+        if wants_json():
+            return json_error(status, (error.name or "error").lower().replace(" ", "-"), error.description or "")
+        title, message = PAGE_ERRORS.get(status, (error.name, error.description))
+        return error_page(status, title, message)
 
     @app.errorhandler(DatabaseBusy)
     def database_busy(error: DatabaseBusy):

@@ -74,6 +74,8 @@ class Config:
         self.PROCESSOR_WORKERS = env_int("INTAKE_SCAN_WORKERS", os.cpu_count() or 1)
         self.PROCESSOR_POLL_SECONDS = env_float("INTAKE_PROCESSOR_POLL", 2.0)
         self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
+        # The address people reach the app at (the sign-up poster's QR), e.g. https://photos.school.example
+        self.PUBLIC_URL = env_str("INTAKE_PUBLIC_URL", "").rstrip("/")
         self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
         self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
         self.ROSTER_MAX_BYTES = env_int("INTAKE_ROSTER_MAX_MB", 5) * 1024 * 1024

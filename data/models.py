@@ -207,6 +207,8 @@ class ReviewCorrection(db.Model):
     photo_id: Mapped[int] = mapped_column(sa.ForeignKey("photo.id", ondelete="CASCADE"), index=True)
     kind: Mapped[CorrectionKind] = enum_column(CorrectionKind)
     code: Mapped[str | None] = mapped_column(sa.String(64))
+    # The corrections one admin action made (several photos at once) share it: they are undone together.
+    action_id: Mapped[str] = mapped_column(sa.String(32), index=True)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     undone_at: Mapped[datetime | None]

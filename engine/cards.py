@@ -22,11 +22,20 @@ def qr(code: str) -> segno.QRCode:
     return segno.make_qr(card_text(code), error="m")
 
 
-def card_svg(code: str) -> str:
-    """The QR alone, with a viewBox and no pixel size: the page's CSS sizes it (on screen, on a badge)."""
+def svg_of(symbol: segno.QRCode) -> str:
+    """A QR alone, with a viewBox and no pixel size: the page's CSS sizes it (on screen, on a badge)."""
     out = io.BytesIO()
-    qr(code).save(out, kind="svg", border=2, xmldecl=False, omitsize=True)
+    symbol.save(out, kind="svg", border=2, xmldecl=False, omitsize=True)
     return out.getvalue().decode()
+
+
+def card_svg(code: str) -> str:
+    return svg_of(qr(code))
+
+
+def link_svg(url: str) -> str:
+    """A QR a phone's camera opens as a link (the sign-up poster)."""
+    return svg_of(segno.make_qr(url, error="m"))
 
 
 def card_svg_file(code: str, name: str) -> str:

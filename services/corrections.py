@@ -1,6 +1,8 @@
 """Review: manual corrections on top of the automatic grouping, each audited and undoable."""
 
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
 
 from sqlalchemy import select
@@ -13,7 +15,7 @@ from engine import grouping
 from engine.grouping import CorrectionKind
 from services import regrouping
 from services.batches import queue_batch
-from services.directory import person_for_code
+from services.directory import UnknownPerson, person_for_code, resolve_person
 
 # How the review page names each correction kind.
 KIND_LABELS = {
@@ -26,6 +28,12 @@ KIND_LABELS = {
 
 class ReviewError(ValueError):
     pass
+
+
+def needs_attention():
+    """The one definition of a photo that needs someone to look: grouping could not place it, and nobody
+    has excluded it since. The dashboard, batch list, review page and API all count with this."""
+    return Photo.needs_review.is_(True) & Photo.excluded.is_(False)
 
 
 def photo_state(photo: Photo) -> dict:
@@ -53,27 +61,45 @@ def batch_photos(batch_id: int, photo_ids: list[int]) -> list[Photo]:
     return photos
 
 
+def card_code_for(text: str) -> str:
+    """What "mark as card of" names: a person (by name or code) or a card code nobody has yet."""
+    try:
+        return resolve_person(text).code
+    except UnknownPerson:
+        code = text.strip()
+        if code and grouping.card_code(code, regrouping.card_pattern()):
+            return code
+        raise ReviewError(f"{code!r} is neither a person nor a card code.") from None
+
+
+def correction_code(kind: CorrectionKind, text: str | None) -> str | None:
+    if kind == CorrectionKind.ASSIGN:
+        try:
+            return resolve_person(text or "").code
+        except UnknownPerson as error:
+            raise ReviewError(str(error)) from None
+    if kind == CorrectionKind.CARD:
+        return card_code_for(text or "")
+    return None
+
+
 def correct(batch_id: int, photo_ids: list[int], kind: str, code: str | None, user_id: int | None) -> int:
-    """Apply one correction to the selected photos and regroup; return how many photos changed."""
+    """Apply one correction to the selected photos as one undoable action and regroup; return how many
+    photos changed."""
+    if not photo_ids:
+        raise ReviewError("Select one or more photos first, then choose what to do with them.")
     if kind not in KIND_LABELS:
         raise ReviewError(f"Unknown correction {kind!r}.")
     kind = CorrectionKind(kind)
-    if kind == CorrectionKind.ASSIGN:
-        person = person_for_code((code or "").strip())
-        if person is None:
-            raise ReviewError(f"No person with code {code!r}.")
-        code = person.code
-    elif kind == CorrectionKind.CARD:
-        code = (code or "").strip()
-        if not grouping.card_code(code, regrouping.card_pattern()) and person_for_code(code) is None:
-            raise ReviewError(f"{code!r} is not a card code.")
-    else:
-        code = None
+    code = correction_code(kind, code)
     photos = batch_photos(batch_id, photo_ids)
     before = {p.id: photo_state(p) for p in photos}
+    action_id = secrets.token_hex(8)
     for photo in photos:
         db.session.add(
-            ReviewCorrection(batch_id=batch_id, photo_id=photo.id, kind=kind, code=code, created_by_id=user_id)
+            ReviewCorrection(
+                batch_id=batch_id, photo_id=photo.id, kind=kind, code=code, action_id=action_id, created_by_id=user_id
+            )
         )
     db.session.flush()
     regrouping.regroup_batch(batch_id)
@@ -82,24 +108,50 @@ def correct(batch_id: int, photo_ids: list[int], kind: str, code: str | None, us
     return sum(before[p.id] != photo_state(p) for p in photos)
 
 
-def undo(batch_id: int, correction_id: int, user_id: int | None) -> None:
-    correction = db.session.get(ReviewCorrection, correction_id)
-    if correction is None or correction.batch_id != batch_id or correction.undone_at is not None:
+def undo(batch_id: int, action_id: str, user_id: int | None) -> int:
+    """Undo every correction of one action; return how many photos it covered."""
+    undone = list(
+        db.session.scalars(
+            select(ReviewCorrection).where(
+                ReviewCorrection.batch_id == batch_id,
+                ReviewCorrection.action_id == action_id,
+                ReviewCorrection.undone_at.is_(None),
+            )
+        )
+    )
+    if not undone:
         raise ReviewError("Nothing to undo.")
-    photo = db.session.get(Photo, correction.photo_id)
-    before = photo_state(photo)
-    correction.undone_at = utcnow()
+    photos = {c.photo_id: db.session.get(Photo, c.photo_id) for c in undone}
+    before = {photo_id: photo_state(photo) for photo_id, photo in photos.items()}
+    now = utcnow()
+    for correction in undone:
+        correction.undone_at = now
     db.session.flush()
     regrouping.regroup_batch(batch_id)
-    audit(user_id, f"undo:{correction.kind}", "photo", photo.id, before, photo_state(photo))
+    for photo_id, photo in photos.items():
+        audit(user_id, f"undo:{undone[0].kind}", "photo", photo_id, before[photo_id], photo_state(photo))
+    return len(undone)
 
 
-def link_code(code: str, person_code: str, user_id: int | None) -> list[int]:
-    """An unknown card code means this person from now on; regroup the batches that have it."""
-    person = person_for_code(person_code.strip())
-    if person is None:
-        raise ReviewError(f"No person with code {person_code!r}.")
+def last_action(batch_id: int) -> str | None:
+    return db.session.scalar(
+        select(ReviewCorrection.action_id)
+        .where(ReviewCorrection.batch_id == batch_id, ReviewCorrection.undone_at.is_(None))
+        .order_by(ReviewCorrection.id.desc())
+        .limit(1)
+    )
+
+
+def link_code(code: str, person_text: str, user_id: int | None) -> list[int]:
+    """An unknown card code means this person (picked by name or code) from now on; regroup the batches
+    that have it."""
+    try:
+        person = resolve_person(person_text)
+    except UnknownPerson as error:
+        raise ReviewError(str(error)) from None
     code = code.strip()
+    if not code:
+        raise ReviewError("Type the unknown code to link.")
     if person_for_code(code) is not None:
         raise ReviewError(f"{code} already belongs to someone.")
     db.session.add(PersonAlias(code=code, person_id=person.id))
@@ -117,25 +169,74 @@ class CameraView:
     groups: list[tuple[str, list[Photo]]]
 
 
-def review_view(batch_id: int) -> tuple[list[Photo], list[CameraView], list[ReviewCorrection]]:
-    """Problems first (rejected, unassigned, unknown codes), then each camera's runs in shooting order."""
+@dataclass
+class Action:
+    """One review action as the history lists it: what, on which files, for whom; undone or not."""
+
+    action_id: str
+    at: datetime
+    label: str
+    files: list[str]
+    undone: bool
+
+
+@dataclass
+class ReviewView:
+    attention: list[Photo]  # needs_attention(): the one number
+    refused: list[Photo]  # rejected and duplicate files, with their reasons
+    cameras: list[CameraView]
+    history: list[Action]
+
+
+def batch_history(batch_id: int) -> list[Action]:
+    """The batch's corrections, one entry per action, newest first."""
+    rows = db.session.execute(
+        select(ReviewCorrection, Photo.original_name)
+        .join(Photo, Photo.id == ReviewCorrection.photo_id)
+        .where(ReviewCorrection.batch_id == batch_id)
+        .order_by(ReviewCorrection.id.desc())
+    ).all()
+    people = {}
+    actions: dict[str, Action] = {}
+    for correction, name in rows:
+        action = actions.get(correction.action_id)
+        if action is None:
+            if correction.code and correction.code not in people:
+                person = person_for_code(correction.code)
+                people[correction.code] = f"{person.name} ({person.code})" if person else correction.code
+            label = KIND_LABELS[correction.kind] + (f" {people[correction.code]}" if correction.code else "")
+            action = actions[correction.action_id] = Action(
+                correction.action_id, correction.created_at, label, [], correction.undone_at is not None
+            )
+        action.files.append(name.rsplit("/", 1)[-1])
+    for action in actions.values():
+        action.files.sort(key=grouping.natural_key)
+    return list(actions.values())
+
+
+def review_view(batch_id: int) -> ReviewView:
+    """Problems first (the needs-attention photos, then refused files), each camera's runs in shooting order."""
     photos = list(
-        db.session.scalars(select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people)))
+        db.session.scalars(
+            select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people)).order_by(Photo.id)
+        )
     )
-    frames = [regrouping.frame_of(p) for p in photos]
+    attention_ids = set(db.session.scalars(select(Photo.id).where(Photo.batch_id == batch_id, needs_attention())))
+    refused = [p for p in photos if p.role in (PhotoRole.REJECTED, PhotoRole.DUPLICATE)]
+    # Refused and duplicate files are listed once, apart: they belong to no run.
+    frames = [regrouping.frame_of(p) for p in photos if p not in refused]
     by_id = {p.id: p for p in photos}
     ordered = grouping.order_frames(frames)
-    problems = [p for p in photos if p.needs_review or p.role in (PhotoRole.REJECTED, PhotoRole.DUPLICATE)]
     cameras = []
     for camera, sequence in ordered.items():
         runs = groupby((by_id[f.photo_id] for f in sequence), key=lambda p: p.group_key or "(before the first card)")
         cameras.append(CameraView(camera or "no camera / no time", [(key, list(run)) for key, run in runs]))
-    corrections = list(
-        db.session.scalars(
-            select(ReviewCorrection).where(ReviewCorrection.batch_id == batch_id).order_by(ReviewCorrection.id.desc())
-        )
+    return ReviewView(
+        attention=[p for p in photos if p.id in attention_ids],
+        refused=refused,
+        cameras=cameras,
+        history=batch_history(batch_id),
     )
-    return problems, cameras, corrections
 
 
 def rescan_batch(batch_id: int) -> None:

@@ -1,9 +1,10 @@
 """People as staff see them: search, who still has no photos, badges to print."""
 
 import itertools
+import re
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists, func, select
 
 from data.extensions import db
 from data.models import Person, PersonAlias, Photo, photo_person
@@ -72,3 +73,29 @@ def person_for_code(code: str) -> Person | None:
         return person
     alias = db.session.scalar(select(PersonAlias).where(PersonAlias.code == code))
     return alias.person if alias else None
+
+
+class UnknownPerson(LookupError):
+    """What someone typed names nobody, or several people: the message says which."""
+
+
+# What the review pickers offer: "Hana Bakker (HB7K2)".
+PICKED = re.compile(r"^(?P<name>.*)\((?P<code>[^()]+)\)\s*$")
+
+
+def resolve_person(text: str) -> Person:
+    """The person someone picked or typed: a code, a suggestion "Name (CODE)", or a name that only one
+    person has."""
+    text = text.strip()
+    if not text:
+        raise UnknownPerson("Type a person's name or code first.")
+    if picked := PICKED.match(text):
+        text = picked["code"].strip()
+    if (person := person_for_code(text)) is not None:
+        return person
+    named = list(db.session.scalars(select(Person).where(func.lower(Person.name) == text.lower()).limit(2)))
+    if len(named) > 1:
+        raise UnknownPerson(f"Several people are called {text!r}: pick one from the suggestions or type a code.")
+    if not named:
+        raise UnknownPerson(f"Nobody is called or has the code {text!r}.")
+    return named[0]

@@ -4,9 +4,10 @@ from sqlalchemy import case, func, select
 
 from data.db_stats import data_layer_health
 from data.extensions import db
-from data.models import Batch, DriveItem, Person, Photo, utcnow
+from data.models import Batch, DriveItem, Person, Photo, photo_person, utcnow
 from data.states import BatchStatus, PhotoRole
 from services import drive_sync
+from services.corrections import needs_attention
 
 RECENT_BATCHES = 20
 
@@ -27,26 +28,43 @@ def registrations() -> dict:
     }
 
 
-def batch_rows() -> list[dict]:
+def batch_rows(limit: int | None = RECENT_BATCHES, batch_id: int | None = None) -> list[dict]:
+    """The newest batches with their counts; `needs_review` is the one "needs attention" count."""
     photo_counts = (
         select(
             Photo.batch_id,
             func.count().label("files"),
             func.sum(case((Photo.role == PhotoRole.REJECTED, 1), else_=0)).label("errors"),
-            func.sum(case((Photo.needs_review.is_(True), 1), else_=0)).label("review"),
+            func.sum(case((Photo.role == PhotoRole.DUPLICATE, 1), else_=0)).label("duplicates"),
+            func.sum(case((needs_attention(), 1), else_=0)).label("review"),
         )
         .group_by(Photo.batch_id)
         .subquery()
     )
-    rows = db.session.execute(
-        select(Batch, photo_counts.c.files, photo_counts.c.errors, photo_counts.c.review)
+    people_counts = (
+        select(Photo.batch_id, func.count(photo_person.c.person_id.distinct()).label("people"))
+        .join(photo_person, photo_person.c.photo_id == Photo.id)
+        .group_by(Photo.batch_id)
+        .subquery()
+    )
+    query = (
+        select(
+            Batch,
+            photo_counts.c.files,
+            photo_counts.c.errors,
+            photo_counts.c.duplicates,
+            photo_counts.c.review,
+            people_counts.c.people,
+        )
         .outerjoin(photo_counts, photo_counts.c.batch_id == Batch.id)
+        .outerjoin(people_counts, people_counts.c.batch_id == Batch.id)
         .order_by(Batch.id.desc())
-        .limit(RECENT_BATCHES)
-    ).all()
+        .limit(limit)
+    )
+    rows = db.session.execute(query if batch_id is None else query.where(Batch.id == batch_id)).all()
     now = utcnow()
     result = []
-    for batch, files, errors, review in rows:
+    for batch, files, errors, duplicates, review, people in rows:
         rate = eta = None
         if batch.status == BatchStatus.PROCESSING and batch.started_at and batch.progress_done:
             elapsed = max((now - batch.started_at).total_seconds(), 1e-3)
@@ -64,6 +82,9 @@ def batch_rows() -> list[dict]:
                 "rate": round(rate, 2) if rate else None,
                 "eta_seconds": round(eta) if eta is not None else None,
                 "errors": int(errors or 0),
+                "duplicates": int(duplicates or 0),
+                "photos": (files or 0) - int(errors or 0) - int(duplicates or 0),
+                "people": people or 0,
                 "needs_review": int(review or 0),
                 "error": batch.error,
             }
@@ -86,9 +107,21 @@ def drive_state() -> dict:
     }
 
 
+def photo_day() -> dict:
+    """The day at a glance: batches by status and photos waiting for review, over every batch."""
+    by_status = dict(db.session.execute(select(Batch.status, func.count()).group_by(Batch.status)).all())
+    return {
+        "batches": {str(status): count for status, count in by_status.items()},
+        "needs_review": db.session.scalar(select(func.count()).select_from(Photo).where(needs_attention())),
+        "first_to_review": db.session.scalar(select(func.min(Photo.batch_id)).where(needs_attention())),
+        "people_with_photos": db.session.scalar(select(func.count(photo_person.c.person_id.distinct()))),
+    }
+
+
 def summary() -> dict:
     return {
         "registrations": registrations(),
+        "day": photo_day(),
         "batches": batch_rows(),
         "drive": drive_state(),
         "data_layer": data_layer_health(),

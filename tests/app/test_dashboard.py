@@ -1,6 +1,17 @@
 """The live dashboard: figures, cheap unchanged polls, JSON API."""
 
+from data.database import db_commit_with_retry
+from data.extensions import db
+from data.models import Batch
+from data.states import BatchStatus
 from tests.support.factories import login, make_batch, make_person, make_user
+
+
+def finish(batch_id: int) -> None:
+    """The processor's path for a batch: queued, processing, done."""
+    batch = db.session.get(Batch, batch_id)
+    for status in (BatchStatus.QUEUED, BatchStatus.PROCESSING, BatchStatus.DONE):
+        batch.move_to(status)
 
 
 def test_dashboard_requires_login(client):
@@ -45,3 +56,27 @@ def test_page_renders_with_batches(client):
     make_batch("afternoon")
     page = client.get("/")
     assert page.status_code == 200 and b"afternoon" in page.data and b"data-poll" in page.data
+
+
+def test_batches_page_links_each_batch_and_counts(client):
+    """The batches page lists every batch with words for its counts and links to its review and upload pages."""
+    from tests.support.factories import make_scanned_batch
+
+    make_user()
+    login(client)
+    make_person("ANNA")
+    batch_id, _ = make_scanned_batch([("photo",), ("card", "ANNA"), ("photo",), ("photo",)])
+    db_commit_with_retry(finish, batch_id)
+    page = client.get("/batches").get_data(as_text=True)
+    assert f'href="/batches/{batch_id}/review"' in page and f'href="/batches/{batch_id}/upload"' in page
+    assert "4 photos</a>" in page and "1 person</a>" in page and "1 to review" in page
+
+
+def test_dashboard_leads_with_the_photo_day_not_the_database(client):
+    """The dashboard shows registrations, batches, review and delivery; database figures live on System."""
+    make_user()
+    login(client)
+    page = client.get("/").get_data(as_text=True)
+    for heading in ("Registrations", "Batches", "To review", "Delivery", "Upload photos"):
+        assert heading in page
+    assert "WAL" not in page and "Lock waits" not in page

@@ -40,7 +40,7 @@ def correct(client, batch_id, ids, kind, code=""):
 
 
 def undo_last(client, batch_id):
-    last = db.session.scalar(select(ReviewCorrection.id).order_by(ReviewCorrection.id.desc()).limit(1))
+    last = db.session.scalar(select(ReviewCorrection.action_id).order_by(ReviewCorrection.id.desc()).limit(1))
     assert client.post(f"/batches/{batch_id}/review/undo/{last}").status_code == 303
 
 
@@ -169,3 +169,70 @@ def test_rerun_actions_keep_corrections(app, client, admin, runner, tmp_path):
         assert state(lead_in) == ("photo", ["BEN"], False, False)
         assert export_listing(app) == {"ANNA Anna": {"IMG_0003.JPG"}, "BEN Ben": {"IMG_0001.JPG"}}
     assert client.post(f"/batches/{batch_id}/rerun/explode").status_code == 404
+
+
+def attention_counts(client, batch_id) -> dict[str, int]:
+    """The needs-attention number as each place shows it."""
+    import re
+
+    dashboard = client.get("/api/dashboard").get_json()
+    review = client.get(f"/batches/{batch_id}/review").get_data(as_text=True)
+    batches = client.get("/batches").get_data(as_text=True)
+    return {
+        "api batch": next(b["needs_review"] for b in dashboard["batches"] if b["id"] == batch_id),
+        "api day": dashboard["day"]["needs_review"],
+        "review page": int(re.search(r"Needs attention \((\d+)\)", review)[1]),
+        "batches page": int(re.search(r"(\d+) to review", batches)[1]),
+    }
+
+
+@pytest.mark.both_databases
+def test_needs_attention_is_one_number_everywhere(client, admin):
+    """Dashboard API, batches page and review page agree, before and after a photo is excluded."""
+    batch_id, ids = make_scanned_batch([("photo",), ("card", "ANNA"), ("photo",), ("card", "ZED"), ("photo",)])
+    assert set(attention_counts(client, batch_id).values()) == {3}
+    correct(client, batch_id, [ids[0]], "exclude")
+    assert set(attention_counts(client, batch_id).values()) == {2}
+
+
+def test_person_picked_by_suggestion_or_by_name(client, admin):
+    """'Name (CODE)' from the suggestions and a plain name both resolve to the person."""
+    batch_id, ids = make_scanned_batch([("photo",), ("photo",), ("card", "ANNA"), ("photo",)])
+    correct(client, batch_id, [ids[0]], "assign", "Ben (BEN)")
+    correct(client, batch_id, [ids[1]], "assign", "anna")
+    assert state(ids[0])[1] == ["BEN"] and state(ids[1])[1] == ["ANNA"]
+
+
+def test_unclear_requests_say_what_to_do(client, admin):
+    """Nothing selected, no person, an ambiguous name: a clear message and no correction."""
+    make_person("ANNA2", "Anna")
+    batch_id, ids = make_scanned_batch([("photo",), ("card", "ANNA"), ("photo",)])
+    for data, message in (
+        ({"kind": "exclude"}, "Select one or more photos first"),
+        ({"kind": "assign", "code": "", "photo_id": [str(ids[0])]}, "Type a person&#39;s name or code first"),
+        ({"kind": "assign", "code": "Anna", "photo_id": [str(ids[0])]}, "Several people are called"),
+    ):
+        page = client.post(f"/batches/{batch_id}/review/correct", data=data, follow_redirects=True)
+        assert message in page.get_data(as_text=True)
+    assert db.session.scalar(select(ReviewCorrection.id)) is None
+
+
+@pytest.mark.both_databases
+def test_one_action_is_one_undo_entry(client, admin):
+    """Excluding two photos is one history entry naming both files; 'Undo last' reverts both."""
+    batch_id, ids = make_scanned_batch([("card", "ANNA"), ("photo",), ("photo",)])
+    correct(client, batch_id, ids[1:], "exclude")
+    page = client.get(f"/batches/{batch_id}/review").get_data(as_text=True)
+    assert page.count("IMG_0002.JPG, IMG_0003.JPG") == 1 and "exclude from delivery" in page
+    assert client.post(f"/batches/{batch_id}/review/undo-last").status_code == 303
+    assert [state(i)[3] for i in ids] == [False, False, False]
+    assert db.session.scalars(select(AuditLog.action)).all().count("undo:exclude") == 2
+    undone = client.post(f"/batches/{batch_id}/review/undo-last", follow_redirects=True)
+    assert "Nothing to undo." in undone.get_data(as_text=True)
+
+
+def test_unknown_code_linked_to_a_person_picked_by_name(client, admin):
+    """The link form takes the person's name: the unknown code's photos become theirs."""
+    batch_id, ids = make_scanned_batch([("card", "ANNA"), ("card", "ZED"), ("photo",)])
+    client.post(f"/batches/{batch_id}/review/link", data={"code": "ZED", "person_code": "Ben"})
+    assert state(ids[2]) == ("photo", ["BEN"], False, False)

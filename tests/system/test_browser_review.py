@@ -18,7 +18,7 @@ MESSY = [("photo",), ("card", "ANNA"), ("photo",), ("photo",), ("photo",), ("car
 
 def select_photos(page, *names: str) -> None:
     for name in names:
-        page.locator(f"label.thumb[title^='{name}'] input[name=photo_id]").first.check()
+        page.locator(f"label.thumb[data-name='{name}'] input[name=photo_id]").first.check()
 
 
 def apply(page, kind: str, code: str = "") -> None:
@@ -53,6 +53,7 @@ def test_admin_fixes_a_messy_batch_in_the_browser(database_url, data_dir, tmp_pa
         with chromium() as browser:
             page = browser.new_page()
             page.set_default_timeout(20_000)
+            page.on("dialog", lambda dialog: dialog.accept())  # undo and link ask first
             log_in(page, server.url, *ADMIN)
             page.goto(f"{server.url}/batches/{batch_id}/review")
             assert page.locator("h2", has_text="Needs attention").is_visible()
@@ -63,16 +64,16 @@ def test_admin_fixes_a_messy_batch_in_the_browser(database_url, data_dir, tmp_pa
             select_photos(page, "IMG_0001.JPG")
             apply(page, "assign", "BEN")
             assert server.report(batch_id)["photos"][0]["person"] == "BEN"
-            page.click("button:has-text('Undo') >> nth=0")
+            page.click("button:has-text('Undo last')")
             page.wait_for_load_state()
             assert server.report(batch_id)["photos"][0]["person"] is None
             select_photos(page, "IMG_0001.JPG")
             apply(page, "assign", "ANNA")
-            page.fill("input[name=code][placeholder='unknown code']", "ZED")
+            page.fill("#link-code", "ZED")
             page.fill("input[name=person_code]", "CARL")
             page.click("button:has-text('Link')")
             page.wait_for_load_state()
-            assert not page.locator("h2", has_text="Needs attention").is_visible()
+            assert page.locator("h2", has_text="Needs attention (0)").is_visible()
 
         after = server.report(batch_id)["photos"]
         assert [(e["role"], e["person"]) for e in after] == [
