@@ -42,7 +42,7 @@ _MIN_REGION = 8  # pixels; zxing-cpp rejects empty crops and nothing smaller hol
 # (of 255) step sharply both across and down; the step is a quarter of the frame's contrast, so dark frames count.
 _TEXTURE_BLOCK = 4
 _TEXTURE_DENSITY = 96
-_TEXTURE_LEVELS = (4, 8, 16)  # reductions of the coarse image: a 5-25% card's modules are ~1-2 px at one of them
+_TEXTURE_LEVELS = (4, 8, 16, 32)  # reductions of the coarse image: a 5-25% card has ~1-2 px modules at one
 _FINDER_SIDE = 120  # candidates are searched for finder patterns at this size: modules of ~3-5 px
 _FINDER_RUN = re.compile(rb"a{2,8}b{2,8}a{5,24}b{2,8}a{2,8}")  # dark-light-dark-light-dark; ratios checked after
 _RUNS = re.compile(rb"a+|b+")
@@ -196,29 +196,32 @@ def _read_closer(coarse: Image.Image, full: Image.Image | None = None) -> list[s
         texts = _read_zxing(coarse.resize((coarse.width * 2, coarse.height * 2), Image.Resampling.BICUBIC))[0]
     if texts:
         return texts
-    # zbar takes ~25 ms per megapixel: full resolution only when that is affordable; sensor noise at full
-    # resolution defeats it where half resolution reads (a card with glare over a finder pattern)
-    views = [full, full.reduce(2)] if full is not None and _is_small(full) else []
-    for view in [*views, coarse]:
-        if texts := _read_zbar(view):
-            return texts
+    # zbar takes ~25 ms per megapixel: full resolution only when that is affordable. Each view is also read at
+    # half size: sensor noise defeats zbar at full resolution where half reads (glare over a finder pattern).
+    views = [full, coarse] if full is not None and _is_small(full) else [coarse]
+    for view in views:
+        for size in (view, view.reduce(2)):
+            if texts := _read_zbar(size):
+                return texts
     return []
 
 
 def _read_regions(coarse: Image.Image, regions: list[Box], full_image: ImageLoader | None) -> tuple[list[str], bool]:
     """Read each region where an unreadable symbol or a card-like object showed more closely.
 
-    Also says whether some region gave no text: a card-like object that nobody could read.
+    Also says whether some region gave no text and overlaps none that did: a card-like object nobody could read
+    (a failed finder pattern of a card that its card-like region read is that card, not another).
     """
     full = _gray_full(full_image) if full_image and regions else None
-    texts, unreadable = [], False
+    texts, read, unread = [], [], []
     for region in regions:
         if min(region[2] - region[0], region[3] - region[1]) < _MIN_REGION:
             continue  # a degenerate or off-image detection: nothing to read
         full_region = full.crop(_scaled(region, full.width / coarse.width)) if full is not None else None
         found = _read_closer(coarse.crop(region), full_region)
-        texts, unreadable = texts + found, unreadable or not found
-    return texts, unreadable
+        texts += found
+        (read if found else unread).append(region)
+    return texts, any(not any(_overlaps(box, other) for other in read) for box in unread)
 
 
 def card_like_boxes(coarse: Image.Image) -> list[Box]:
