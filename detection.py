@@ -101,8 +101,8 @@ def read_qr(source: Image.Image | bytes | str | os.PathLike, *, full_image: Imag
     if not texts and full_image is None and _is_small(coarse):
         texts = _read_closer(coarse)
     unread = [box for box in evidence if not any(_overlaps(box, symbol) for symbol in read)]
-    # a card-like region around a symbol already read is that card; one beside it may be a sibling's
-    cards = [box for box in card_like_boxes(coarse) if not any(_contains(box, _centre(symbol)) for symbol in read)]
+    # a card-like region mostly on a symbol already read is part of that card; one beside it may be a sibling's
+    cards = [box for box in card_like_boxes(coarse) if not any(_mostly_on(box, symbol) for symbol in read)]
     regions = _largest([_padded(box, coarse.size) for box in unread]) + _largest(cards)
     found, unreadable = _read_regions(coarse, regions, full_image)
     return QrReading(tuple(sorted(set(texts + found))), unreadable)
@@ -345,12 +345,11 @@ def _overlaps(box: Box, other: Box) -> bool:
     return box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]
 
 
-def _centre(box: Box) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-
-
-def _contains(box: Box, point: tuple[float, float]) -> bool:
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+def _mostly_on(box: Box, symbol: Box) -> bool:
+    """At least a third of `box` lies on `symbol` (a padded region of a read card still does; a sibling's not)."""
+    width = min(box[2], symbol[2]) - max(box[0], symbol[0])
+    height = min(box[3], symbol[3]) - max(box[1], symbol[1])
+    return width > 0 and height > 0 and 3 * width * height >= _area(box)
 
 
 def _area(box: Box) -> int:
