@@ -39,7 +39,7 @@ _EVIDENCE_MARGIN = 2
 _MAX_EVIDENCE = 6  # of each kind: bounds the cost of a frame full of finder-like texture
 _MIN_REGION = 8  # pixels; zxing-cpp rejects empty crops and nothing smaller holds a readable symbol
 # The card-like test (see card_like_boxes). A block counts as QR-like texture when this share of its pixels
-# (of 255) step sharply both across and down; the step is a quarter of the frame's contrast, so dark frames count.
+# (of 255) step sharply across, and as many down; the step is a quarter of the frame's contrast (dark frames count).
 _TEXTURE_BLOCK = 4
 _TEXTURE_DENSITY = 96
 _TEXTURE_LEVELS = (4, 8, 16, 32)  # reductions of the coarse image: a 5-25% card has ~1-2 px modules at one
@@ -200,9 +200,8 @@ def _read_closer(coarse: Image.Image, full: Image.Image | None = None) -> list[s
     # half size: sensor noise defeats zbar at full resolution where half reads (glare over a finder pattern).
     views = [full, coarse] if full is not None and _is_small(full) else [coarse]
     for view in views:
-        for size in (view, view.reduce(2)):
-            if texts := _read_zbar(size):
-                return texts
+        if texts := _read_zbar(view) or _read_zbar(view.reduce(2)):
+            return texts
     return []
 
 
@@ -256,7 +255,7 @@ def _contrast_step(gray: Image.Image) -> int:
 
 
 def _texture(gray: Image.Image, step: int) -> Image.Image:
-    """Per block, the share of pixels (0-255) with a sharp step both to the right and downwards."""
+    """Per block, the lesser of the shares (0-255) of pixels with a sharp step to the right and downwards."""
     width, height = gray.size
     here = gray.crop((0, 0, width - 1, height - 1))
     sharp = [0] * step + [255] * (256 - step)
