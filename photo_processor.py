@@ -95,7 +95,7 @@ def apply_scan(photo: Photo, result: ScanResult) -> None:
     photo.width, photo.height, photo.orientation = result.width, result.height, result.orientation
     photo.camera_make, photo.camera_model = result.camera_make, result.camera_model
     photo.camera_serial, photo.captured_at = result.camera_serial, result.captured_at
-    photo.qr_texts = list(result.qr_texts)
+    photo.qr_texts, photo.unreadable_card = list(result.qr_texts), result.unreadable_card
 
 
 def record_scans(batch_id: int, owner: str, lease_seconds: int, results: list[tuple[int, ScanResult]]) -> None:

@@ -1,9 +1,11 @@
 """Benchmark the per-photo scan on generated camera frames: ours vs the floor vs a typical peer.
 
-    .venv/bin/python bench/scan.py [--photos 80] [--megapixels 24] [--repeat 3] [--workers 2]
+    .venv/bin/python bench/scan.py [--photos 80] [--megapixels 24] [--repeat 3] [--workers 2] [--no-recall]
 
 Frames are generated once into bench/.cache (reused while the parameters match). Runs are interleaved
 (floor, ours, peer per round) so background load hits all three alike; photos/second are medians of rounds.
+Then recall: both corpora beside the repo, and the trouble set (every trouble class at 12, 24 and 45 MP,
+cards 5-25% wide, random placement) against what zxing-cpp or pyzbar read on the full frame.
 """
 
 from __future__ import annotations
@@ -13,23 +15,28 @@ import hashlib
 import io
 import json
 import multiprocessing
+import random
 import resource
 import statistics
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import pillow_heif  # noqa: E402
+import zxingcpp  # noqa: E402
 from PIL import Image  # noqa: E402
 from pyzbar import pyzbar  # noqa: E402
 
 from engine.cards import card_text  # noqa: E402
+from engine.detection import read_qr  # noqa: E402
 from engine.scanning import scan_files  # noqa: E402
-from tests.support.photogen import make_batch  # noqa: E402
+from tests.support.photogen import make_batch, make_photo  # noqa: E402
 
 GENERATOR_VERSION = 1  # bump when the plan or photogen changes, so cached frames are remade
 SIZES = {20: (5472, 3648), 24: (6000, 4000)}
@@ -44,6 +51,11 @@ CARD_POSES = (
     {"rotate_deg": 330, "tilt": 0.15, "blur": 0.8},
 )
 PEER_LONG_SIDE = 1200
+CORPORA = ROOT.parent / "shared" / "corpus"
+TROUBLE_VERSION = 1  # bump when the trouble plan or photogen changes
+TROUBLE_SIZES = {12: (4000, 3000), 24: (6000, 4000), 45: (8256, 5504)}
+TROUBLE_FRACTIONS = (0.05, 0.1, 0.25)
+SIBLINGS = (card_text("SIB2"), card_text("SIB3"))
 
 
 def batch_plan(photos: int) -> list[tuple]:
@@ -140,6 +152,118 @@ def recall(results: dict[str, tuple[str, ...]], cards: dict[str, str]) -> tuple[
     return found, false
 
 
+def trouble_plan(seed: int = 13) -> list[tuple[str, int, float, dict]]:
+    """(class, megapixels, card fraction, make_photo options): each class at each size and fraction (HEIC at
+    12 MP only), placed, turned and blurred at random (seeded), so no class is tuned to one pose."""
+    rng, plan = random.Random(seed), []
+    for megapixels, size in TROUBLE_SIZES.items():
+        for fraction in TROUBLE_FRACTIONS:
+            plan += [
+                ("glare", megapixels, fraction, {**_pose(rng, size, fraction), "glare": True}),
+                ("perspective", megapixels, fraction, {**_pose(rng, size, fraction), "tilt": rng.uniform(0.3, 0.45)}),
+                ("dark, noisy", megapixels, fraction, {**_pose(rng, size, fraction), "exposure": 0.3, "noise": 20}),
+                ("siblings", megapixels, fraction, {**_pose(rng, size, fraction), **_siblings(rng)}),
+            ]
+            if megapixels == min(TROUBLE_SIZES):  # x265 takes ~30 s of CPU per 12 MP frame, minutes at 45 MP
+                plan.append(("HEIC", megapixels, fraction, {**_pose(rng, size, fraction), "image_format": "HEIF"}))
+    return plan
+
+
+def _pose(rng: random.Random, size: tuple[int, int], fraction: float) -> dict:
+    """A card anywhere it fits whole, at any angle, slightly out of focus."""
+    margin = 0.1 + fraction / 2
+    where = (rng.uniform(margin, 1 - margin), rng.uniform(0.3, 0.7))
+    turn, blur, seed = rng.uniform(0, 360), rng.uniform(0, 1), rng.randrange(1000)
+    pose = {"card_centre": where, "rotate_deg": turn, "blur": blur}
+    return {"size": size, "card_fraction": fraction, "seed": seed, **pose}
+
+
+def _siblings(rng: random.Random) -> dict:
+    """Three cards side by side in thirds of the frame, held alike and turned a little."""
+    rows = [rng.uniform(0.35, 0.65) for _ in range(3)]
+    more = tuple((text, (0.5 + third / 3, row)) for text, third, row in zip(SIBLINGS, (0, 1), rows[1:], strict=True))
+    return {"card_centre": (1 / 6, rows[0]), "more_cards": more, "rotate_deg": rng.uniform(-15, 15)}
+
+
+def cached_trouble(cache: Path) -> list[tuple[str, int, float, Path, tuple[str, ...]]]:
+    """The trouble frames (made on first use; HEIC encoding is slow, ~30 s per 12 MP frame) and their cards."""
+    folder = cache / f"trouble-v{TROUBLE_VERSION}"
+    folder.mkdir(parents=True, exist_ok=True)
+    frames, jobs = [], []
+    for index, (name, megapixels, fraction, options) in enumerate(trouble_plan()):
+        path = folder / f"T{index:03d}.{'HEIC' if options.get('image_format') else 'JPG'}"
+        texts = (card_text("TROUBLE"), *(text for text, _ in options.get("more_cards", ())))
+        frames.append((name, megapixels, fraction, path, tuple(sorted(texts))))
+        if not path.exists():
+            jobs.append((path, {**options, "card_text": card_text("TROUBLE")}))
+    if jobs:
+        started = time.perf_counter()
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_make_trouble_frame, jobs))
+        print(f"generated {len(jobs)} trouble frames in {time.perf_counter() - started:.0f} s -> {folder}")
+    return frames
+
+
+def _make_trouble_frame(job: tuple[Path, dict]) -> Path:
+    path, options = job
+    partial = path.with_suffix(".part" + path.suffix)  # an interrupted run leaves no half frame behind
+    make_photo(partial, **options)
+    return partial.rename(path)
+
+
+def full_frame_reference(path: Path) -> set[str]:
+    """What zxing-cpp or pyzbar reads on the full-resolution, upright frame (the issue's yardstick)."""
+    pillow_heif.register_heif_opener()
+    image = Image.open(path)
+    full = image.convert("L")
+    texts = {read.text for read in zxingcpp.read_barcodes(full, formats=zxingcpp.BarcodeFormat.QRCode)}
+    symbols = pyzbar.decode(full, symbols=[pyzbar.ZBarSymbol.QRCODE])
+    return texts | {symbol.data.decode("utf-8", "replace") for symbol in symbols}
+
+
+def report_trouble(cache: Path) -> None:
+    """Per class and size: cards found, of those a full-frame decoder reads how many we read, and flags."""
+    frames = cached_trouble(cache)
+    results = dict(scan_files([path for *_, path, _ in frames], workers=2))
+    rows: dict[tuple[str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    missed = []
+    for name, megapixels, fraction, path, texts in frames:
+        result, reference = results[path], full_frame_reference(path) & set(texts)
+        row = rows[name, megapixels]
+        row[0] += len(set(texts) & set(result.qr_texts))
+        row[1] += len(texts)
+        row[2] += len(reference - set(result.qr_texts))
+        row[3] += bool(set(texts) - set(result.qr_texts)) and result.unreadable_card
+        row[4] += len(set(result.qr_texts) - set(texts))
+        if set(texts) - set(result.qr_texts):
+            missed.append(f"{name} {megapixels} MP {fraction:.0%} {path.name} flagged={result.unreadable_card}")
+    print("trouble set: cards found / cards; readable at full resolution but missed; missed frames flagged; wrong")
+    for (name, megapixels), (found, total, lost, flagged, wrong) in sorted(rows.items()):
+        counts = f"{found:2d}/{total:2d}  missed-readable {lost}  flagged {flagged}  wrong {wrong}"
+        print(f"  {name:12s} {megapixels:2d} MP  {counts}")
+    for line in missed:
+        print(f"  missed: {line}")
+
+
+def report_corpora() -> None:
+    """Both real-photo corpora: images read completely, wrong texts, and unread images flagged."""
+    photos = CORPORA / "qr-photos"
+    truth = {png.name: [png.with_suffix(".txt").read_bytes().decode("utf-8")] for png in photos.glob("*.png")}
+    real = CORPORA / "qr-real"
+    for folder, expected in ((photos, truth), (real, json.loads((real / "truth.json").read_text(encoding="utf-8")))):
+        full, wrong, flagged = 0, [], 0
+        for name, texts in sorted(expected.items()):
+            reading = read_qr(folder / name)
+            wrong += [(name, text) for text in reading.texts if text not in texts]
+            complete = set(reading.texts) >= set(texts)
+            full += complete
+            flagged += not complete and reading.unreadable_card
+        print(
+            f"corpus {folder.name}: {full}/{len(expected)} read completely, wrong texts {wrong or 0}, "
+            f"{flagged} of the {len(expected) - full} others flagged unreadable"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=80)
@@ -147,6 +271,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
+    parser.add_argument("--no-recall", action="store_true", help="skip the corpora and the trouble set")
     args = parser.parse_args()
 
     paths, cards = cached_batch(args.cache, args.photos, args.megapixels)
@@ -179,6 +304,12 @@ def main() -> None:
         found, false = recall(results, cards)
         missed = sorted(name_ for name_ in cards if cards[name_] not in results.get(name_, ()))
         print(f"recall {name:4s} {found}/{len(cards)}  false texts {false}  missed {missed}")
+    plain = [path for path in paths if path.name not in cards]
+    flags = sum(result.unreadable_card for _, result in scan_files(plain, workers=args.workers))
+    print(f"false 'unreadable card?' flags on the {len(plain)} card-less frames: {flags}")
+    if not args.no_recall:
+        report_corpora()
+        report_trouble(args.cache)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,8 @@ class Photo(db.Model):
     width: Mapped[int | None]
     height: Mapped[int | None]
     qr_texts: Mapped[list] = mapped_column(sa.JSON, default=list)
+    # the scan saw a card-like object (a QR finder pattern) but no decoder read a code from it
+    unreadable_card: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     role: Mapped[PhotoRole | None] = enum_column(PhotoRole)
     # Text: a frame with several long unknown codes has a long key ("A+B+..."), up to 64 chars each.
     group_key: Mapped[str | None] = mapped_column(sa.Text)

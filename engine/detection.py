@@ -2,21 +2,31 @@
 
 Measured on 20-24 MP JPEGs (bench/README.md): decoding at 1/2 scale costs ~10 ms more than at 1/8 (entropy
 decoding dominates) and zxing-cpp reads a 3000x2000 frame in ~9 ms, so the coarse pass keeps the long side
->= 2500 px, where a card 5% of the frame wide still has ~2-4 px per module. When zxing-cpp sees a symbol it
-cannot read, that region is re-read at full resolution, upscaled, and by pyzbar (whose misses differ).
+>= 2500 px, where a card 5% of the frame wide still has ~2-4 px per module (at 1/4, blurred 5% cards are lost).
+zxing-cpp does not even see a card with glare over one finder pattern, so a cheap card-like test
+(card_like_boxes, a few ms) looks for a patch of QR texture with finder patterns in it. Where zxing-cpp saw
+a symbol it could not read, or the test saw a card-like object, that region is re-read at full resolution,
+upscaled, and by zbar (whose misses differ). If none reads it, the frame is marked `unreadable_card`.
 Small images (phone crops, the corpus) are read whole every way: each pass costs a few ms there.
+
+Texts are exact: raw bytes as UTF-8 where valid. zbar guesses charsets (UTF-8 "Britain’s" comes out
+as Shift_JIS mojibake), so its raw bytes are taken, and a zbar read that is not UTF-8 is dropped.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable
+from ctypes import c_void_p, cast, string_at
+from dataclasses import dataclass
 from pathlib import Path
 
 import zxingcpp
-from PIL import Image
+from PIL import Image, ImageChops, ImageFilter
 from pyzbar import pyzbar
+from pyzbar import wrapper as zbar
 
 # Scan for the whole QR family: a blurred card often shows up as a failed Micro QR, which is evidence.
 # Accept regular QR texts only: cards are regular QR, and Micro QR's weak checks would add false reads.
@@ -26,11 +36,31 @@ COARSE_LONG_SIDE = 2500  # the coarse pass keeps the long side at least this lar
 SMALL_PIXELS = 2_000_000  # an image or crop this small is cheap to upscale or to hand to pyzbar
 # Crop this many evidence sizes around it: a failed Micro QR is often one finder pattern of a larger symbol.
 _EVIDENCE_MARGIN = 2
-_MAX_EVIDENCE = 6  # bounds the cost of a frame full of finder-like texture
+_MAX_EVIDENCE = 6  # of each kind: bounds the cost of a frame full of finder-like texture
 _MIN_REGION = 8  # pixels; zxing-cpp rejects empty crops and nothing smaller holds a readable symbol
+# The card-like test (see card_like_boxes). A block counts as QR-like texture when this share of its pixels
+# (of 255) step sharply across, and as many down; the step is a quarter of the frame's contrast (dark frames count).
+_TEXTURE_BLOCK = 4
+_TEXTURE_DENSITY = 96
+_TEXTURE_LEVELS = (4, 8, 16, 32)  # reductions of the coarse image: a 5-25% card has ~1-2 px modules at one
+_FINDER_SIDE = 120  # candidates are searched for finder patterns at this size: modules of ~3-5 px
+_FINDER_RUN = re.compile(rb"a{2,8}b{2,8}a{5,24}b{2,8}a{2,8}")  # dark-light-dark-light-dark; ratios checked after
+_RUNS = re.compile(rb"a+|b+")
+# Rows through a finder's 3-module core hit it several times; stray crossings of lines hit once or twice
+_MIN_FINDER_HITS = 3
+_ZBAR_GREY = int.from_bytes(b"Y800", "little")  # zbar's fourcc for 8-bit greyscale
+_ZBAR_CFG_BINARY = 4  # zbar >= 0.23: return the payload's raw bytes instead of a charset guess
 
 Box = tuple[int, int, int, int]
 ImageLoader = Callable[[], Image.Image]
+
+
+@dataclass(frozen=True)
+class QrReading:
+    """The QR texts of an image, and whether it showed a symbol that no decoder could read."""
+
+    texts: tuple[str, ...] = ()
+    unreadable_card: bool = False
 
 
 def coarse_scale(size: tuple[int, int]) -> int:
@@ -51,7 +81,12 @@ def draft_for_detection(image: Image.Image) -> bool:
 def decode_qr_texts(
     source: Image.Image | bytes | str | os.PathLike, *, full_image: ImageLoader | None = None
 ) -> tuple[str, ...]:
-    """Texts of the QR codes in `source`, deduplicated and sorted.
+    """Texts of the QR codes in `source`, deduplicated and sorted (see read_qr)."""
+    return read_qr(source, full_image=full_image).texts
+
+
+def read_qr(source: Image.Image | bytes | str | os.PathLike, *, full_image: ImageLoader | None = None) -> QrReading:
+    """The QR texts in `source` (deduplicated, sorted), and whether a symbol was seen that none could read.
 
     `source` is an image (possibly a JPEG draft) or the bytes or path of an image file. `full_image` returns
     the full-resolution image when `source` is a reduced one; called only if a symbol needs a closer look.
@@ -62,12 +97,15 @@ def decode_qr_texts(
     coarse = _reduced(gray)
     if coarse is not gray:
         full_image = lambda: gray  # noqa: E731 - the full resolution is already in memory
-    texts, evidence = _read_zxing(coarse, try_invert=False)
+    texts, read, evidence = _read_zxing(coarse, try_invert=False)
     if not texts and full_image is None and _is_small(coarse):
         texts = _read_closer(coarse)
-    if evidence:
-        texts += _read_evidence(coarse, evidence, full_image)
-    return tuple(sorted(set(texts)))
+    unread = [box for box in evidence if not any(_overlaps(box, symbol) for symbol in read)]
+    # a card-like region mostly on a symbol already read is part of that card; one beside it may be a sibling's
+    cards = [box for box in card_like_boxes(coarse) if not any(_mostly_on(box, symbol) for symbol in read)]
+    regions = _largest([_padded(box, coarse.size) for box in unread]) + _largest(cards)
+    found, unreadable = _read_regions(coarse, regions, full_image)
+    return QrReading(tuple(sorted(set(texts + found))), unreadable)
 
 
 def _open_coarse(source: bytes | str | os.PathLike) -> tuple[Image.Image, ImageLoader | None]:
@@ -89,18 +127,19 @@ def _is_small(gray: Image.Image) -> bool:
     return gray.width * gray.height <= SMALL_PIXELS
 
 
-def _read_zxing(gray: Image.Image, try_invert: bool = True) -> tuple[list[str], list[Box]]:
-    """Texts zxing-cpp reads, and the boxes of symbols it found but could not read.
+def _read_zxing(gray: Image.Image, try_invert: bool = True) -> tuple[list[str], list[Box], list[Box]]:
+    """Texts zxing-cpp reads, the boxes of those symbols, and the boxes of symbols it could not read.
 
     The coarse pass skips light-on-dark symbols (saves 25% of its time): cards are printed dark on light.
     """
-    texts, unread = [], []
+    texts, read, unread = [], [], []
     for barcode in zxingcpp.read_barcodes(gray, formats=SCAN_FORMATS, return_errors=True, try_invert=try_invert):
         if not barcode.valid:
             unread.append(_box(barcode.position))
         elif barcode.format not in _MICRO_FORMATS:
             texts.append(_zxing_text(barcode))
-    return texts, unread
+            read.append(_box(barcode.position))
+    return texts, read, unread
 
 
 def _zxing_text(barcode: zxingcpp.Barcode) -> str:
@@ -111,39 +150,182 @@ def _zxing_text(barcode: zxingcpp.Barcode) -> str:
         return barcode.text
 
 
-def _read_pyzbar(gray: Image.Image) -> list[str]:
-    texts = []
-    for symbol in pyzbar.decode(gray, symbols=[pyzbar.ZBarSymbol.QRCODE]):
-        try:
-            texts.append(symbol.data.decode("utf-8"))
-        except UnicodeDecodeError:
-            continue  # zbar converts to UTF-8; anything else is a misread, and wrong text is worse than none
-    return texts
+def _read_zbar(gray: Image.Image) -> list[str]:
+    """zbar's QR texts: the raw bytes as UTF-8; a read that is not UTF-8 is dropped.
+
+    pyzbar cannot ask for raw bytes, so this drives libzbar through pyzbar's ctypes bindings.
+    """
+    scanner = zbar.zbar_image_scanner_create()
+    image = zbar.zbar_image_create()
+    try:
+        zbar.zbar_image_scanner_set_config(scanner, 0, zbar.ZBarConfig.CFG_ENABLE, 0)
+        zbar.zbar_image_scanner_set_config(scanner, pyzbar.ZBarSymbol.QRCODE, zbar.ZBarConfig.CFG_ENABLE, 1)
+        zbar.zbar_image_scanner_set_config(scanner, pyzbar.ZBarSymbol.QRCODE, _ZBAR_CFG_BINARY, 1)
+        pixels = gray.tobytes()
+        zbar.zbar_image_set_format(image, _ZBAR_GREY)
+        zbar.zbar_image_set_size(image, gray.width, gray.height)
+        zbar.zbar_image_set_data(image, cast(pixels, c_void_p), len(pixels), None)
+        zbar.zbar_scan_image(scanner, image)
+        return [text for data in _zbar_payloads(image) if (text := _utf8(data)) is not None]
+    finally:
+        zbar.zbar_image_destroy(image)
+        zbar.zbar_image_scanner_destroy(scanner)
+
+
+def _zbar_payloads(image: object) -> list[bytes]:
+    payloads = []
+    symbol = zbar.zbar_image_first_symbol(image)
+    while symbol:
+        payloads.append(string_at(zbar.zbar_symbol_get_data(symbol), zbar.zbar_symbol_get_data_length(symbol)))
+        symbol = zbar.zbar_symbol_next(symbol)
+    return payloads
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # Shift_JIS, Latin-1 or a misread: zbar alone cannot be trusted with it, and cards are ASCII
 
 
 def _read_closer(coarse: Image.Image, full: Image.Image | None = None) -> list[str]:
     """Slower reads of a small image or a symbol's region, first success wins: zxing-cpp on the full
-    resolution, zxing-cpp on a 2x upscale (it misses modules under ~3 px), then pyzbar."""
+    resolution, zxing-cpp on a 2x upscale (it misses modules under ~3 px), then zbar."""
     texts = _read_zxing(full)[0] if full is not None else []
-    if not texts and coarse.width * coarse.height * 4 <= SMALL_PIXELS:
+    if not texts and _is_small(coarse):
         texts = _read_zxing(coarse.resize((coarse.width * 2, coarse.height * 2), Image.Resampling.BICUBIC))[0]
     if texts:
         return texts
-    # pyzbar takes ~25 ms per megapixel: give it the full resolution only when that is affordable
-    return _read_pyzbar(full if full is not None and _is_small(full) else coarse)
+    # zbar takes ~25 ms per megapixel: full resolution only when that is affordable. Each view is also read at
+    # half size: sensor noise defeats zbar at full resolution where half reads (glare over a finder pattern).
+    views = [full, coarse] if full is not None and _is_small(full) else [coarse]
+    for view in views:
+        if texts := _read_zbar(view) or _read_zbar(view.reduce(2)):
+            return texts
+    return []
 
 
-def _read_evidence(coarse: Image.Image, evidence: list[Box], full_image: ImageLoader | None) -> list[str]:
-    """Read the region around each unreadable symbol more closely, largest symbols first."""
-    full = _gray_full(full_image) if full_image else None
-    texts = []
-    for box in sorted(evidence, key=_area, reverse=True)[:_MAX_EVIDENCE]:
-        region = _padded(box, coarse.size)
+def _read_regions(coarse: Image.Image, regions: list[Box], full_image: ImageLoader | None) -> tuple[list[str], bool]:
+    """Read each region where an unreadable symbol or a card-like object showed more closely.
+
+    Also says whether some region gave no text and overlaps none that did: a card-like object nobody could read
+    (a failed finder pattern of a card that its card-like region read is that card, not another).
+    """
+    full = _gray_full(full_image) if full_image and regions else None
+    texts, read, unread = [], [], []
+    for region in regions:
         if min(region[2] - region[0], region[3] - region[1]) < _MIN_REGION:
             continue  # a degenerate or off-image detection: nothing to read
         full_region = full.crop(_scaled(region, full.width / coarse.width)) if full is not None else None
-        texts += _read_closer(coarse.crop(region), full_region)
-    return texts
+        found = _read_closer(coarse.crop(region), full_region)
+        texts += found
+        (read if found else unread).append(region)
+    return texts, any(not any(_overlaps(box, other) for other in read) for box in unread)
+
+
+def card_like_boxes(coarse: Image.Image) -> list[Box]:
+    """Regions of `coarse` that hold a card-like object: a squarish patch of dense fine texture in which QR
+    finder patterns show (glare can hide one of the three; two are enough).
+
+    The cheapest test first: most frames hold no card, and a few ms of texture statistics on reduced
+    images prove it; only a patch that passes is searched for finder patterns.
+    """
+    boxes, reduced, done, step = [], coarse, 1, None
+    for level in _TEXTURE_LEVELS:
+        reduced, done = reduced.reduce(level // done), level  # each level from the last: one pass over the frame
+        if min(reduced.size) < 4 * _TEXTURE_BLOCK:
+            break
+        step = step or _contrast_step(reduced)  # from the finest level, where module edges show
+        for blocks in _texture_patches(_texture(reduced, step)):
+            box = _padded_by(_scaled(blocks, level * _TEXTURE_BLOCK), 1 / 3, coarse.size)
+            if _finder_patterns(coarse.crop(box)) >= _MIN_FINDER_HITS:
+                boxes.append(box)
+    return boxes
+
+
+def _contrast_step(gray: Image.Image) -> int:
+    """A quarter of the range between the 1st and 99th percentile: what a module edge steps at least."""
+    histogram, total, seen, low = gray.histogram(), gray.width * gray.height, 0, None
+    for value, count in enumerate(histogram):
+        seen += count
+        low = value if low is None and seen >= 0.01 * total else low
+        if seen >= 0.99 * total:
+            return max(12, (value - low) // 4)
+    return 12
+
+
+def _texture(gray: Image.Image, step: int) -> Image.Image:
+    """Per block, the lesser of the shares (0-255) of pixels with a sharp step to the right and downwards."""
+    width, height = gray.size
+    here = gray.crop((0, 0, width - 1, height - 1))
+    sharp = [0] * step + [255] * (256 - step)
+    across = ImageChops.difference(here, gray.crop((1, 0, width, height - 1))).point(sharp)
+    down = ImageChops.difference(here, gray.crop((0, 1, width - 1, height))).point(sharp)
+    return ImageChops.darker(across.reduce(_TEXTURE_BLOCK), down.reduce(_TEXTURE_BLOCK))
+
+
+def _texture_patches(texture: Image.Image) -> list[Box]:
+    """Boxes (in blocks) of connected dense-texture blocks that are squarish and mostly filled, as a QR is;
+    lines and edges make thin or hollow shapes."""
+    dense = texture.point([0] * _TEXTURE_DENSITY + [1] * (256 - _TEXTURE_DENSITY))
+    if dense.getbbox() is None:
+        return []
+    width, cells = dense.width, dense.tobytes()
+    todo = {index for index, value in enumerate(cells) if value}
+    patches = []
+    while todo:
+        stack = [todo.pop()]
+        members = list(stack)
+        while stack:
+            x, y = divmod(stack.pop(), width)[::-1]
+            for nx, ny in ((x + dx, y + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)):
+                neighbour = ny * width + nx
+                if 0 <= nx < width and neighbour in todo:
+                    todo.discard(neighbour)
+                    stack.append(neighbour)
+                    members.append(neighbour)
+        xs, ys = [m % width for m in members], [m // width for m in members]
+        box = (min(xs), min(ys), max(xs) + 1, max(ys) + 1)
+        sides = sorted((box[2] - box[0], box[3] - box[1]))
+        if sides[0] >= 3 and sides[1] <= 2.5 * sides[0] and len(members) >= _area(box) / 2:
+            patches.append(box)
+    return patches
+
+
+def _finder_patterns(crop: Image.Image) -> int:
+    """How many points show a finder pattern's 1:1:3:1:1 dark-light runs both across and down."""
+    scale = _FINDER_SIDE / max(crop.size)  # up too: a small card's modules are under 2 px at the coarse scale
+    size = (max(8, round(crop.width * scale)), max(8, round(crop.height * scale)))
+    crop = crop.resize(size, Image.Resampling.BICUBIC)
+    # dark = darker than the neighbourhood by a bit of the local contrast: survives glare and dark gyms
+    low, high = crop.getextrema()
+    offset = max(4, (high - low) // 16)
+    darker = ImageChops.subtract(crop.filter(ImageFilter.BoxBlur(max(3, crop.width // 10))), crop)
+    runs = darker.point([ord("b")] * offset + [ord("a")] * (256 - offset))
+    across = _finder_runs(runs)
+    down = [(x, y) for y, x in _finder_runs(runs.transpose(Image.Transpose.TRANSPOSE))]
+    return sum(any(abs(x - u) <= 2 and abs(y - v) <= 2 for u, v in down) for x, y in across)
+
+
+def _finder_runs(runs: Image.Image) -> list[tuple[int, int]]:
+    """Centres of the rows' dark-light-dark-light-dark runs in the ratio 1:1:3:1:1 (loosely: blur, tilt)."""
+    width, data = runs.width, runs.tobytes()
+    centres = []
+    for match in _FINDER_RUN.finditer(data):
+        start, end = match.span()
+        if start // width != (end - 1) // width:
+            continue  # the match wraps from one row into the next
+        lengths = [len(run) for run in _RUNS.findall(match.group())]
+        outer = [lengths[0], lengths[1], lengths[3], lengths[4]]
+        module = sum(outer) / 4
+        if all(0.5 * module <= run <= 1.6 * module for run in outer) and 2.2 * module <= lengths[2] <= 4 * module:
+            centre = start + lengths[0] + lengths[1] + lengths[2] // 2
+            centres.append((centre % width, centre // width))
+    return centres
+
+
+def _largest(regions: list[Box]) -> list[Box]:
+    return sorted(regions, key=_area, reverse=True)[:_MAX_EVIDENCE]
 
 
 def _gray_full(full_image: ImageLoader) -> Image.Image:
@@ -158,13 +340,28 @@ def _box(position: zxingcpp.Position) -> Box:
     return min(xs), min(ys), max(xs), max(ys)
 
 
+def _overlaps(box: Box, other: Box) -> bool:
+    return box[0] < other[2] and other[0] < box[2] and box[1] < other[3] and other[1] < box[3]
+
+
+def _mostly_on(box: Box, symbol: Box) -> bool:
+    """At least a third of `box` lies on `symbol` (a padded region of a read card still does; a sibling's not)."""
+    width = min(box[2], symbol[2]) - max(box[0], symbol[0])
+    height = min(box[3], symbol[3]) - max(box[1], symbol[1])
+    return width > 0 and height > 0 and 3 * width * height >= _area(box)
+
+
 def _area(box: Box) -> int:
     return (box[2] - box[0]) * (box[3] - box[1])
 
 
 def _padded(box: Box, size: tuple[int, int]) -> Box:
+    return _padded_by(box, _EVIDENCE_MARGIN, size)
+
+
+def _padded_by(box: Box, margin: float, size: tuple[int, int]) -> Box:
     left, top, right, bottom = box
-    pad = max(right - left, bottom - top) * _EVIDENCE_MARGIN
+    pad = round(max(right - left, bottom - top) * margin)
     return max(0, left - pad), max(0, top - pad), min(size[0], right + pad), min(size[1], bottom + pad)
 
 

@@ -18,6 +18,11 @@ Rules
 - Review. Photos before a sequence's first card are "unassigned". A card whose
   code ``resolve`` does not know starts its own group (key = the code), so its
   photos never fall to the previous person. Both need review.
+- Unreadable cards. A frame the scanner marks ``unreadable_card`` (it shows a
+  card-like object but no code was read) and the photos after it, up to the
+  next card, are "unassigned" for review ("unreadable card?"): they may be the
+  next person's, so they never go silently to the previous one. A "card" or
+  "not_card" correction on that frame replaces the mark.
 - Corrections, later ones winning: "card" / "not_card" change which frames are
   cards, so the runs after them move too; "assign" replaces one frame's result;
   "exclude" only sets ``excluded``.
@@ -37,6 +42,8 @@ from typing import Literal
 
 # An optional "INTAKE:" prefix, then the bare ID (group 1).
 DEFAULT_CARD_PATTERN = r"(?:INTAKE:)?([A-Za-z0-9_-]{1,64})"
+
+UNREADABLE_CARD = "unreadable card?"  # the review reason of a frame that looks like a card but gave no code
 
 Role = Literal["separator", "photo", "unassigned"]
 Resolve = Callable[[str], str | None]
@@ -61,6 +68,7 @@ class Frame:
     captured_at: datetime | None
     qr_texts: tuple[str, ...] = ()
     usable: bool = True
+    unreadable_card: bool = False  # a card-like object that yielded no code
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,8 @@ def group_batch(
     usable = [frame for frame in frames if frame.usable]
     for camera, sequence in order_frames(usable).items():
         cards = [_card_codes(frame, card_fixes.get(frame.photo_id), card_pattern, resolve) for frame in sequence]
-        for assignment in _walk_runs(camera, sequence, cards, resolve):
+        unreadable = [frame.unreadable_card and frame.photo_id not in card_fixes for frame in sequence]
+        for assignment in _walk_runs(camera, sequence, cards, unreadable, resolve):
             photo_id = assignment.photo_id
             if photo_id in assigned:
                 assignment = _assigned_to(photo_id, assigned[photo_id], resolve)
@@ -182,14 +191,20 @@ def _card_codes(frame: Frame, fix: Correction | None, card_pattern: str, resolve
 
 
 def _walk_runs(
-    camera: str | None, sequence: list[Frame], cards: list[tuple[str, ...]], resolve: Resolve
+    camera: str | None, sequence: list[Frame], cards: list[tuple[str, ...]], unreadable: list[bool], resolve: Resolve
 ) -> Iterator[Assignment]:
-    """Each card starts a run; every other frame joins the latest run."""
-    run = None
-    for frame, codes in zip(sequence, cards, strict=True):
+    """Each card starts a run; every other frame joins the latest run, unless an unreadable card came after it."""
+    run, unreadable_at = None, None
+    for frame, codes, unreadable_card in zip(sequence, cards, unreadable, strict=True):
         if codes:
-            run = _run_of(codes, resolve)
+            run, unreadable_at = _run_of(codes, resolve), None
             yield _in_run(frame.photo_id, "separator", run)
+        elif unreadable_card:
+            unreadable_at = frame.filename
+            yield Assignment(frame.photo_id, "unassigned", needs_review=True, reason=UNREADABLE_CARD)
+        elif unreadable_at is not None:
+            reason = f"after an {UNREADABLE_CARD} ({unreadable_at})"
+            yield Assignment(frame.photo_id, "unassigned", needs_review=True, reason=reason)
         elif run is None:
             yield Assignment(frame.photo_id, "unassigned", needs_review=True, reason=_before_first_card(camera))
         else:

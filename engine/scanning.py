@@ -27,7 +27,7 @@ from pathlib import Path
 import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
-from engine.detection import decode_qr_texts, draft_for_detection
+from engine.detection import draft_for_detection, read_qr
 
 # Every camera up to 150 MP fits; it stays under Pillow's own hard limit (2 x MAX_IMAGE_PIXELS, ~179 MP).
 EXIF_TEXT_MAX = 100
@@ -70,6 +70,7 @@ class ScanResult:
     camera_serial: str | None = None
     captured_at: datetime | None = None
     qr_texts: tuple[str, ...] = ()
+    unreadable_card: bool = False  # a QR symbol was seen that no decoder read
 
     def to_dict(self) -> dict:
         """JSON-able: the time as ISO 8601, texts as a list."""
@@ -124,7 +125,7 @@ def _decode(data: bytes, want_thumbnail: bool) -> tuple[dict, Image.Image | None
         reduced = draft_for_detection(image)
         image.load()
         full_image = (lambda: Image.open(io.BytesIO(data))) if reduced else None
-        texts = decode_qr_texts(image, full_image=full_image)
+        reading = read_qr(image, full_image=full_image)
         thumbnail = _thumbnail(image, metadata["orientation"]) if want_thumbnail else None
     except BadImage:
         raise
@@ -138,7 +139,8 @@ def _decode(data: bytes, want_thumbnail: bool) -> tuple[dict, Image.Image | None
         raise BadImage(f"unreadable: {error}") from error
     except Exception as error:  # decoders raise anything on malformed input; one file must not stop a batch
         raise BadImage(f"unreadable: {type(error).__name__}: {error}") from error
-    return {"width": width, "height": height, "qr_texts": texts, **metadata}, thumbnail
+    qr = {"qr_texts": reading.texts, "unreadable_card": reading.unreadable_card}
+    return {"width": width, "height": height, **qr, **metadata}, thumbnail
 
 
 def _open(data: bytes) -> Image.Image:

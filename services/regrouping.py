@@ -31,6 +31,7 @@ def frame_of(photo: Photo) -> grouping.Frame:
         camera=photo.camera_key,
         captured_at=photo.captured_at,
         qr_texts=tuple(photo.qr_texts or ()),
+        unreadable_card=bool(photo.unreadable_card),
         usable=photo.scan_state == ScanState.SCANNED and photo.role != PhotoRole.DUPLICATE,
     )
 

@@ -20,7 +20,8 @@ def photo_entry(photo: Photo, names: dict[int, str]) -> dict:
     return {
         "filename": photo.original_name,
         "role": str(role),
-        "person": codes[0] if codes else None,
+        "person": codes[0] if codes else None,  # kept for readers of the first contract; "people" has them all
+        "people": codes,
         "group": photo.group_key,
         "needs_review": bool(photo.needs_review),
         "reason": reason,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.corpus import QR_PHOTOS
 from tests.support.photogen import SMALL_SIZE, make_batch, make_photo
 
 T0 = datetime(2026, 5, 17, 9, 0, 0)
@@ -156,7 +157,27 @@ def test_several_cards_in_one_frame_share_the_run(runner, roster, tmp_path):
     make_photo(folder / "2.jpg", size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=1))
     entries = ingest(runner, folder)["photos"]
     assert entries[1]["group"] == "ANNA+BEN"
-    assert entries[1]["person"] in ("ANNA", "BEN")
+    assert [entry["people"] for entry in entries] == [["ANNA", "BEN"], ["ANNA", "BEN"]]
+    assert entries[1]["person"] == "ANNA"
+
+
+def test_an_unreadable_card_flags_its_photos_instead_of_giving_them_away(runner, roster, tmp_path):
+    """A frame with a QR no decoder reads, and the photos after it, go to review, not to the previous person."""
+    shirt = QR_PHOTOS / "qrcode-4_05.png"
+    assert shirt.exists(), f"corpus not found at {shirt.parent}"
+    folder = tmp_path / "day"
+    folder.mkdir()
+    untimed = {"size": SMALL_SIZE, "camera": None, "captured_at": None}
+    make_photo(folder / "1.jpg", card_text="ANNA", **untimed)
+    shutil.copy(shirt, folder / "2.png")
+    make_photo(folder / "3.jpg", seed=3, **untimed)
+    make_photo(folder / "4.jpg", card_text="BEN", **untimed)
+    make_photo(folder / "5.jpg", seed=5, **untimed)
+    entries = by_name(ingest(runner, folder))
+    assert (entries["2.png"]["role"], entries["2.png"]["reason"]) == ("unassigned", "unreadable card?")
+    assert entries["3.jpg"]["people"] == [] and entries["3.jpg"]["needs_review"]
+    assert entries["3.jpg"]["reason"] == "after an unreadable card? (2.png)"
+    assert entries["5.jpg"]["people"] == ["BEN"] and not entries["5.jpg"]["needs_review"]
 
 
 def test_bad_files_are_rejected_and_the_batch_goes_on(runner, roster, tmp_path):

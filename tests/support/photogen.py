@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+import pillow_heif
 import segno
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
@@ -33,8 +34,13 @@ def render_qr(text: str, module_px: int = _MODULE_PX) -> Image.Image:
     return symbol.resize((symbol.width * module_px, symbol.height * module_px), Image.Resampling.NEAREST)
 
 
-def make_card_image(text: str, *, name: str = "Alex Example", module_px: int = _MODULE_PX) -> Image.Image:
-    """A printed separator card: the QR on off-white paper with the person's name under it (RGB)."""
+def make_card_image(
+    text: str, *, name: str = "Alex Example", module_px: int = _MODULE_PX, glare: bool = False
+) -> Image.Image:
+    """A printed separator card: the QR on off-white paper with the person's name under it (RGB).
+
+    `glare` washes out the top-left finder pattern, as a reflection on a laminated card does.
+    """
     symbol = render_qr(text, module_px)
     margin = symbol.width // 10
     font = ImageFont.load_default(size=max(10, symbol.width // 10))
@@ -45,13 +51,23 @@ def make_card_image(text: str, *, name: str = "Alex Example", module_px: int = _
     draw = ImageDraw.Draw(card)
     name_centre = (card.width // 2, margin + symbol.height + text_height // 2)
     draw.text(name_centre, name, fill=(20, 20, 20), font=font, anchor="mm")
-    return card
+    return _with_glare(card, margin + 4 * module_px, 7 * module_px) if glare else card
 
 
-@lru_cache(maxsize=1)
-def _noise_tile() -> Image.Image:
+def _with_glare(card: Image.Image, corner: int, finder: int) -> Image.Image:
+    """A soft near-white blob over the top-left finder pattern (its 7x7 modules start at `corner`)."""
+    mask = Image.new("L", card.size, 0)
+    centre = corner + finder // 2
+    radius = finder * 0.3  # its bright core only: zbar still reads such a card, zxing-cpp does not
+    ImageDraw.Draw(mask).ellipse((centre - radius, centre - radius, centre + radius, centre + radius), fill=235)
+    mask = mask.filter(ImageFilter.GaussianBlur(finder / 8))
+    return Image.composite(Image.new("RGB", card.size, (252, 252, 250)), card, mask)
+
+
+@lru_cache(maxsize=4)
+def _noise_tile(sigma: float = 9) -> Image.Image:
     """Sensor-like RGB noise centred on 128, made once and tiled: random pixels make JPEGs camera-sized."""
-    channels = [Image.effect_noise((_NOISE_TILE, _NOISE_TILE), 9) for _ in range(3)]
+    channels = [Image.effect_noise((_NOISE_TILE, _NOISE_TILE), sigma) for _ in range(3)]
     return Image.merge("RGB", channels)
 
 
@@ -81,8 +97,8 @@ def _scene(size: tuple[int, int], rng: random.Random) -> Image.Image:
     return scene
 
 
-def _add_noise(image: Image.Image) -> Image.Image:
-    tile = _noise_tile()
+def _add_noise(image: Image.Image, sigma: float = 9) -> Image.Image:
+    tile = _noise_tile(sigma)
     noise = Image.new("RGB", image.size)
     for x in range(0, image.width, tile.width):
         for y in range(0, image.height, tile.height):
@@ -172,25 +188,42 @@ def make_photo(
     orientation: int = 1,
     quality: int = 90,
     other_qr: str | None = None,
+    glare: bool = False,
+    exposure: float = 1.0,
+    noise: float = 9,
+    more_cards: tuple[tuple[str, tuple[float, float]], ...] = (),
+    image_format: str = "JPEG",
     seed: int = 0,
 ) -> Path:
-    """Write a camera-like JPEG; with `card_text`, a card `card_fraction` of the frame width wide is in it.
+    """Write a camera-like JPEG (or HEIF); with `card_text`, a card `card_fraction` of the frame width wide is in it.
 
     `tilt` (0..0.5) foreshortens the card's top edge as if held leaning back; `card_centre` is a fraction
-    of the frame size; `other_qr` adds a bare QR (e.g. a URL on a poster) at 8% width.
+    of the frame size; `other_qr` adds a bare QR (e.g. a URL on a poster) at 8% width. The trouble of real
+    photo days: `glare` over a finder pattern, `exposure` < 1 with more sensor `noise` (a dark gym), and
+    `more_cards` ((text, centre), ...) held up beside the first, posed alike.
     """
     rng = random.Random(seed)
     frame = _scene(size, rng)
-    if card_text is not None:
-        centre = (round(size[0] * card_centre[0]), round(size[1] * card_centre[1]))
-        card = make_card_image(card_text, name=card_name)
+    cards = [(card_text, card_centre), *more_cards] if card_text is not None else []
+    for text, where in cards:
+        centre = (round(size[0] * where[0]), round(size[1] * where[1]))
+        card = make_card_image(text, name=card_name, glare=glare)
         _place(frame, card, round(size[0] * card_fraction), rotate_deg, blur, tilt, centre)
     if other_qr is not None:
         _place(frame, render_qr(other_qr), round(size[0] * 0.08), 0, blur, 0, (size[0] // 6, size[1] // 4))
+    if exposure != 1.0:
+        frame = frame.point(lambda value: round(value * exposure))
     path = Path(path)
     exif = _exif(camera, captured_at, subsec, orientation)
-    _add_noise(frame).save(path, "JPEG", quality=quality, exif=exif)
+    if image_format == "HEIF":
+        _register_heif()
+    _add_noise(frame, noise).save(path, image_format, quality=quality, exif=exif)
     return path
+
+
+@lru_cache(maxsize=1)
+def _register_heif() -> None:
+    pillow_heif.register_heif_opener()
 
 
 def make_batch(

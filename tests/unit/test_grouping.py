@@ -233,6 +233,47 @@ def test_an_unknown_card_resolves_once_registered():
     assert result[2] == Assignment(2, "photo", ("DORA",), "DORA")
 
 
+def unreadable(photo_id, **options):
+    """A frame the scanner saw a card-like object in, but read no code from."""
+    return replace(shot(photo_id, **options), unreadable_card=True)
+
+
+def test_an_unreadable_card_flags_it_and_the_photos_after_it_until_the_next_card():
+    """The frame and its followers are unassigned for review, never the previous person's; a card ends it."""
+    frames = [shot(1, "ANNA"), shot(2), unreadable(3), shot(4), shot(5), shot(6, "BEN"), shot(7)]
+    result = by_id(group_batch(frames, resolve=resolve))
+    after = "after an unreadable card? (100CANON/IMG_0003.JPG)"
+    assert result[2] == Assignment(2, "photo", ("ANNA",), "ANNA")
+    assert result[3] == Assignment(3, "unassigned", needs_review=True, reason="unreadable card?")
+    for photo_id in (4, 5):
+        assert result[photo_id] == Assignment(photo_id, "unassigned", needs_review=True, reason=after)
+    assert result[7] == Assignment(7, "photo", ("BEN",), "BEN")
+
+
+def test_an_unreadable_card_only_affects_its_own_camera():
+    """Another camera's run continues untouched."""
+    frames = [shot(1, "ANNA"), shot(2, "BEN", camera="CAM-2"), unreadable(3), shot(4, camera="CAM-2")]
+    result = by_id(group_batch(frames, resolve=resolve))
+    assert result[4] == Assignment(4, "photo", ("BEN",), "BEN")
+    assert result[3].reason == "unreadable card?"
+
+
+def test_a_card_correction_on_an_unreadable_card_starts_that_persons_run():
+    """Review reads the card by eye: "card" makes it a separator, "not_card" lets the run go on."""
+    frames = [shot(1, "ANNA"), unreadable(2), shot(3)]
+    as_card = by_id(group_batch(frames, resolve=resolve, corrections=[Correction("card", 2, "BEN")]))
+    assert groups(as_card.values()) == {1: ("separator", "ANNA"), 2: ("separator", "BEN"), 3: ("photo", "BEN")}
+    not_card = by_id(group_batch(frames, resolve=resolve, corrections=[Correction("not_card", 2)]))
+    assert not_card[3] == Assignment(3, "photo", ("ANNA",), "ANNA")
+    assert not_card[2] == Assignment(2, "photo", ("ANNA",), "ANNA")
+
+
+def test_a_readable_card_in_an_unreadable_frame_wins():
+    """A sibling's card read in the same frame starts a run: the frame is a separator, not a review case."""
+    frames = [shot(1, "ANNA"), replace(shot(2, "BEN"), unreadable_card=True), shot(3)]
+    assert groups(group_batch(frames, resolve=resolve))[3] == ("photo", "BEN")
+
+
 def test_unusable_frames_get_no_assignment_and_are_not_cards():
     """Rejected or duplicate frames are skipped; a duplicate card does not start a run."""
     frames = [shot(1, "ANNA"), shot(2, "BEN", usable=False), shot(3)]

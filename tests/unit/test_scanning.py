@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from engine.scanning import ScanResult, scan_file, scan_files
+from tests.support.corpus import QR_PHOTOS
 from tests.support.photogen import SMALL_SIZE, make_photo
 
 T0 = datetime(2025, 5, 17, 9, 30, 12)
@@ -162,9 +163,8 @@ def test_heic_is_scanned_and_a_truncated_one_rejected(tmp_path):
 
 def test_corpus_png_is_scanned():
     """PNG input works: a real phone photo from the corpus gives its QR text."""
-    png = Path(__file__).parents[2] / "shared" / "corpus" / "qr-photos" / "qrcode-1_01.png"
-    if not png.exists():
-        pytest.skip(f"corpus not found at {png.parent}")
+    png = QR_PHOTOS / "qrcode-1_01.png"
+    assert png.exists(), f"corpus not found at {png.parent}"
     result = scan_file(png)
     assert (result.ok, result.width, result.height) == (True, 640, 480)
     assert result.qr_texts == (png.with_suffix(".txt").read_text(encoding="utf-8"),)
