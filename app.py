@@ -7,7 +7,7 @@ from dotenv import load_dotenv
 from flask import Flask
 
 import cli
-from blueprints import admin, api, auth, dashboard, people, registration, review, uploads, web
+from blueprints import admin, api, auth, dashboard, hardening, people, registration, review, uploads, web
 from data.config import Config
 from data.database import configure_engine
 from data.extensions import csrf, db, login_manager, migrate
@@ -40,6 +40,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    hardening.install(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)

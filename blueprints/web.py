@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from data import storage
 from data.database import DatabaseBusy
@@ -109,6 +110,15 @@ def register_error_handlers(app: Flask) -> None:
         response = make_response(refuse(503, "busy", "Busy", str(error)))
         response.headers["Retry-After"] = "2"
         return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error):
+        """Answered without reading the body: reading an oversized body is what the limit prevents."""
+        limit = request.max_content_length or current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"The request is larger than this page takes ({limit // 1024} KB)."
+        if wants_json():
+            return json_error(413, "too-large", message)
+        return error_page(413, "Too large", message)
 
     @app.errorhandler(CSRFError)
     def csrf_refused(error: CSRFError):

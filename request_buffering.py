@@ -1,0 +1,99 @@
+"""gunicorn's threaded worker, but a request is read by the event loop before a thread is given to it.
+
+gthread hands a connection to a thread as soon as its first byte arrives, and the thread then blocks on the
+rest of the headers and body: 40 clients sending a byte every 3 s held every thread of the app. Here the
+worker's event loop (one thread, non-blocking sockets) gathers the headers and a form-sized body first, and
+gives up on a request that has not arrived within REQUEST_READ_SECONDS. A slow client costs a socket, not a
+thread. Bodies larger than FORM_MAX_BYTES (uploads) go to a thread once the first FORM_MAX_BYTES are in; the
+app then refuses them by Content-Length unless the route takes uploads, which read with an idle timeout.
+"""
+
+import re
+import time
+from functools import partial
+from selectors import EVENT_READ
+
+from gunicorn.workers.gthread import ThreadWorker
+
+HEADER_ROOM = 64 * 1024  # gunicorn's own limits refuse longer request lines and headers
+RECV_SIZE = 64 * 1024
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
+
+
+def request_arrived(data: bytes | bytearray, body_limit: int) -> bool:
+    """Whether `data` holds a whole request head and its body (or the first `body_limit` bytes of it)."""
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        return len(data) > HEADER_ROOM
+    head, body_size = bytes(data[:head_end]), len(data) - head_end - 4
+    if _CHUNKED.search(head):
+        return data.endswith(b"0\r\n\r\n") or body_size >= body_limit
+    length = _CONTENT_LENGTH.search(head)
+    return body_size >= min(int(length.group(1)) if length else 0, body_limit)
+
+
+class BufferingThreadWorker(ThreadWorker):
+    """Every request, new or on a kept-alive connection, arrives in the event loop before it gets a thread."""
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        config = self.wsgi.config  # the Flask app: one config object for the app and its server
+        self.read_seconds = config["REQUEST_READ_SECONDS"]
+        self.body_limit = config["FORM_MAX_BYTES"]
+        self.arriving = {}  # connection -> its deadline
+
+    def enqueue_req(self, conn):
+        # TLS is gunicorn's to read; bytes read ahead by a previous request are already here.
+        if self.cfg.is_ssl or self.holds_read_ahead(conn):
+            super().enqueue_req(conn)
+            return
+        conn.sock.setblocking(False)
+        conn.incoming = bytearray()
+        self.arriving[conn] = time.monotonic() + self.read_seconds
+        self.poller.register(conn.sock, EVENT_READ, partial(self.on_request_bytes, conn))
+
+    @staticmethod
+    def holds_read_ahead(conn) -> bool:
+        return conn.parser is not None and bool(conn.parser.unreader.buf.getvalue())
+
+    def on_request_bytes(self, conn, sock):
+        try:
+            data = sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(conn)
+            return
+        conn.incoming += data
+        if request_arrived(conn.incoming, self.body_limit):
+            self.poller.unregister(sock)
+            del self.arriving[conn]
+            conn.data_ready = True
+            super().enqueue_req(conn)
+
+    def handle(self, conn):
+        incoming, conn.incoming = getattr(conn, "incoming", None), None
+        if incoming:
+            conn.sock.setblocking(True)
+            conn.init()
+            conn.parser.unreader.unread(bytes(incoming))
+        return super().handle(conn)
+
+    def drop(self, conn):
+        self.arriving.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (OSError, KeyError, ValueError):
+            pass  # already gone
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self):
+        """Also close requests that did not arrive in time (the loop runs this at least once a second)."""
+        super().murder_pending()
+        now = time.monotonic()
+        for conn in [conn for conn, deadline in self.arriving.items() if deadline <= now]:
+            self.drop(conn)
