@@ -20,6 +20,7 @@ def settings():
         is_open=signup.registration_is_open(),
         fields=signup.registration_fields(),
         max_fields=signup.MAX_EXTRA_FIELDS,
+        shared_device=signup.shared_device_mode(),
     )
 
 
@@ -31,6 +32,18 @@ def set_registration():
     is_open = request.form.get("open") == "1"
     signup.set_registration_open(is_open)
     flash("Registration is open." if is_open else "Registration is closed.")
+    return redirect(url_for("admin.settings")), 303
+
+
+@bp.post("/admin/settings/shared-device")
+@admin_required
+@db_retry
+def set_shared_device():
+    on = request.form.get("on") == "1"
+    signup.set_shared_device_mode(on)
+    flash(
+        "Shared-device mode: each card is shown once." if on else "Cards stay visible to the browser that registered."
+    )
     return redirect(url_for("admin.settings")), 303
 
 

@@ -150,8 +150,11 @@ class RegistrationSubmission(db.Model):
     retry after a dropped connection) answers with the same person instead of registering again."""
 
     key_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
-    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"))
+    # None until the post that claimed the key has registered someone.
+    person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written by every post of the key: posts racing on one key conflict on this row and count each other.
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Batch(db.Model):

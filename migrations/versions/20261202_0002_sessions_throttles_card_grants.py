@@ -61,8 +61,9 @@ def upgrade():
     )
     op.create_table('registration_submission',
     sa.Column('key_hash', sa.String(length=64), nullable=False),
-    sa.Column('person_id', sa.Integer(), nullable=False),
+    sa.Column('person_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('posted_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['person_id'], ['person.id'], name=op.f('fk_registration_submission_person_id_person'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('key_hash', name=op.f('pk_registration_submission'))
     )

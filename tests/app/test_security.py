@@ -21,6 +21,7 @@ from tests.support.factories import PASSWORD, login, make_person, make_scanned_b
 # Rules anyone may use. Everything else in app.url_map must refuse an anonymous visitor.
 PUBLIC_RULES = {
     "/register",
+    "/register/sent",
     "/login",
     "/card/<code>",
     "/card/<code>.png",
@@ -329,6 +330,7 @@ def parallel_logins(app, password: str, count: int) -> list[int]:
         return list(pool.map(attempt, range(count)))
 
 
+@pytest.mark.both_databases
 def test_parallel_guesses_are_counted_before_their_passwords_are_checked(web, monkeypatch):
     """40 wrong passwords sent at once: exactly 5 reach the password check (once 19 did), the rest get 429."""
     setup(web, make_user)
