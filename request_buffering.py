@@ -4,11 +4,13 @@ gthread hands a connection to a thread as soon as its first byte arrives, and th
 rest of the headers and body: 40 clients sending a byte every 3 s held every thread of the app. Here the
 worker's event loop (one thread, non-blocking sockets) gathers the headers and a form-sized body first, and
 gives up on a request that has not arrived within REQUEST_READ_SECONDS. A slow client costs a socket, not a
-thread. Bodies larger than FORM_MAX_BYTES (uploads) go to a thread once the first FORM_MAX_BYTES are in; the
-app then refuses them by Content-Length unless the route takes uploads, which read with an idle timeout.
+thread. A request announcing a body larger than FORM_MAX_BYTES goes to a thread with its headers: the app
+refuses it by Content-Length unless the route takes uploads (which read with an idle timeout), and a refused
+body is not drained by a thread: the event loop lingers on the closing connection instead.
 """
 
 import re
+import socket
 import time
 from functools import partial
 from selectors import EVENT_READ
@@ -17,12 +19,17 @@ from gunicorn.workers.gthread import ThreadWorker
 
 HEADER_ROOM = 64 * 1024  # gunicorn's own limits refuse longer request lines and headers
 RECV_SIZE = 64 * 1024
+# How long a thread waits for the unread rest of a body before closing instead of keeping the connection.
+DRAIN_SECONDS = 0.2
+# How long the event loop reads and drops what a client still sends after its answer, before the close:
+# closing on unread data would send a reset, and the client would see that instead of the answer.
+LINGER_SECONDS = 2.0
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
 
 
 def request_arrived(data: bytes | bytearray, body_limit: int) -> bool:
-    """Whether `data` holds a whole request head and its body (or the first `body_limit` bytes of it)."""
+    """Whether `data` holds a whole request head and its body, or a head announcing a body over `body_limit`."""
     head_end = data.find(b"\r\n\r\n")
     if head_end < 0:
         return len(data) > HEADER_ROOM
@@ -30,7 +37,8 @@ def request_arrived(data: bytes | bytearray, body_limit: int) -> bool:
     if _CHUNKED.search(head):
         return data.endswith(b"0\r\n\r\n") or body_size >= body_limit
     length = _CONTENT_LENGTH.search(head)
-    return body_size >= min(int(length.group(1)) if length else 0, body_limit)
+    announced = int(length.group(1)) if length else 0
+    return announced > body_limit or body_size >= announced
 
 
 class BufferingThreadWorker(ThreadWorker):
@@ -41,7 +49,7 @@ class BufferingThreadWorker(ThreadWorker):
         config = self.wsgi.config  # the Flask app: one config object for the app and its server
         self.read_seconds = config["REQUEST_READ_SECONDS"]
         self.body_limit = config["FORM_MAX_BYTES"]
-        self.arriving = {}  # connection -> its deadline
+        self.arriving = {}  # connection -> its deadline (requests arriving, and connections lingering)
 
     def enqueue_req(self, conn):
         # TLS is gunicorn's to read; bytes read ahead by a previous request are already here.
@@ -80,7 +88,39 @@ class BufferingThreadWorker(ThreadWorker):
             conn.sock.setblocking(True)
             conn.init()
             conn.parser.unreader.unread(bytes(incoming))
-        return super().handle(conn)
+        keep = super().handle(conn)
+        if keep is False:
+            try:
+                conn.sock.shutdown(socket.SHUT_WR)  # the answer is complete: the client sees the end of it
+            except OSError:
+                return False
+            conn.lingering = True
+        return keep
+
+    def finish_request(self, conn, fs):
+        """gunicorn lingers on a closing connection with blocking reads in this loop, where a slow client
+        would stall every other; here the lingering is one more non-blocking socket in the loop."""
+        if not getattr(conn, "lingering", False) or fs.cancelled() or fs.exception() is not None:
+            super().finish_request(conn, fs)
+            return
+        conn.sock.setblocking(False)
+        self.arriving[conn] = time.monotonic() + LINGER_SECONDS
+        self.poller.register(conn.sock, EVENT_READ, partial(self.on_lingering_bytes, conn))
+
+    def on_lingering_bytes(self, conn, sock):
+        try:
+            if sock.recv(RECV_SIZE):
+                return
+        except BlockingIOError:
+            return
+        except OSError:
+            pass
+        self.drop(conn)
+
+    def _keepalive_after(self, conn, keepalive):
+        """Keep the connection only if the rest of an unread body is already here: gunicorn would wait 5 s
+        for a slow client's, in this thread."""
+        return keepalive and bool(conn.parser.finish_body(deadline=time.monotonic() + DRAIN_SECONDS))
 
     def drop(self, conn):
         self.arriving.pop(conn, None)

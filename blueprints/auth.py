@@ -3,7 +3,7 @@
 import time
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from blueprints.web import staff_required
@@ -61,8 +61,10 @@ def login():
     if user is None:
         flash("Wrong username or password.", "error")
         return render_template("auth/login.html"), 401
-    # A new session: nothing from before the login survives, the CSRF secret included.
+    # A new session: nothing from before the login survives, the CSRF secret included (and the token
+    # Flask-WTF caches for this request, made from the old secret).
     session.clear()
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
     login_user(user)
     return redirect(safe_next(request.args.get("next")))
 

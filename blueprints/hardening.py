@@ -59,11 +59,14 @@ def add_security_headers(response):
     return response
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
 def size_request_body(endpoint: str | None, _values) -> None:
     """The body limit of routes that take more than a form (URL value preprocessors run before any
-    before_request)."""
+    before_request). A form-typed body keeps the form limit even there: CSRFProtect would parse it."""
     limit = BODY_LIMITS.get(endpoint or "")
-    if limit is not None:
+    if limit is not None and request.mimetype not in FORM_TYPES:
         request.max_content_length = current_app.config[limit] if isinstance(limit, str) else limit
 
 

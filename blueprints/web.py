@@ -91,14 +91,16 @@ def give_up_on_silent_clients() -> None:
 
 
 def discard_body() -> None:
-    """Read and drop the body of a request we refuse, so that the client sees the answer.
+    """Read and drop the body of a logged-in client's request we refuse, so that it sees the answer.
 
     Answering and closing while the client still sends makes it see a connection reset instead, which it
-    retries (gunicorn reads at most 64 KB of an unread body, then closes). A body over the photo limit is
-    not read: that one is answered at once.
+    retries (the server reads at most 64 KB of an unread body, then closes). A body over the photo limit is
+    not read: that one is answered at once. Nor is an anonymous client's: reading a body for anyone who
+    asks is what let slow clients hold every thread (an expired login mid-upload then sees the reset, and
+    the page's next request gets the 401).
     """
     length = request.content_length
-    if length is not None and length <= current_app.config["MAX_UPLOAD_BYTES"]:
+    if current_user.is_authenticated and length is not None and length <= current_app.config["MAX_UPLOAD_BYTES"]:
         give_up_on_silent_clients()
         while request.stream.read(storage.CHUNK):
             pass

@@ -18,13 +18,14 @@ class Trickle:
     connections: int
     length: int = 100_000
     path: str = "/register"
+    content_type: str = "application/x-www-form-urlencoded"
     stop: threading.Event = field(default_factory=threading.Event)
     sockets: list[socket.socket] = field(default_factory=list)
 
     def open(self) -> None:
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\n"
-            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {self.length}\r\n\r\n"
+            f"Content-Type: {self.content_type}\r\nContent-Length: {self.length}\r\n\r\n"
         ).encode()
         for _ in range(self.connections):
             sock = socket.create_connection((self.host, self.port), timeout=5)
@@ -32,17 +33,20 @@ class Trickle:
             self.sockets.append(sock)
 
     def open_count(self) -> int:
-        """Connections the server has not closed yet (a closed one reads as EOF or a reset)."""
-        alive = 0
-        for sock in self.sockets:
-            sock.setblocking(False)
-            try:
-                alive += sock.recv(1, socket.MSG_PEEK) != b""
-            except BlockingIOError:
-                alive += 1
-            except OSError:
+        """Connections the server has not closed yet (reading and dropping any answer it sent first)."""
+        return sum(self.is_open(sock) for sock in self.sockets)
+
+    @staticmethod
+    def is_open(sock: socket.socket) -> bool:
+        sock.setblocking(False)
+        try:
+            while sock.recv(65536):
                 pass
-        return alive
+            return False  # the end of the stream: closed
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
 
     def trickle(self, every: float) -> None:
         """One byte per connection every `every` seconds, until stopped."""
