@@ -1,11 +1,13 @@
 """Slow clients against real gunicorn: how many trickling connections are held, and a poller's p99 meanwhile.
 
-    .venv/bin/python bench/slow_clients.py [--connections 200] [--polls 200] [--every 3]
+    .venv/bin/python bench/slow_clients.py [--connections 200] [--polls 200] [--every 3] [--length 100000]
 
 Loopback, SQLite, 1 worker with 8 threads (the scarce resource), processor off. Runs three times in one go:
 the poller alone (baseline), the poller with N slow connections on this app's worker, and the same on stock
-gthread (what the app had before). Each slow connection POSTs /register with Content-Length 100000 and then
-sends one byte every --every seconds. A poll that gets no answer within --poll-timeout counts as that long.
+gthread (what the app had before). Each slow connection POSTs /register with Content-Length --length
+(100000 is over the form limit: refused from the header; 1000 is a form body the worker holds, threadless,
+until the read deadline) and then sends one byte every --every seconds. A poll that gets no answer within
+--poll-timeout counts as that long.
 """
 
 import argparse
@@ -33,7 +35,7 @@ def measure(
     if worker:
         env["GUNICORN_CMD_ARGS"] = f"--worker-class {worker}"
     with gunicorn(data_dir, url, workers=1, **env) as server:
-        slow = Trickle("127.0.0.1", server.port, connections=connections)
+        slow = Trickle("127.0.0.1", server.port, connections=connections, length=args.length)
         slow.open()
         trickling = threading.Thread(target=slow.trickle, args=(args.every,), daemon=True)
         trickling.start()
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=200)
     parser.add_argument("--every", type=float, default=3.0, help="seconds between a slow client's bytes")
     parser.add_argument("--poll-timeout", type=float, default=10.0)
+    parser.add_argument("--length", type=int, default=100_000, help="the Content-Length slow clients announce")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
