@@ -7,6 +7,9 @@ gives up on a request that has not arrived within REQUEST_READ_SECONDS. A slow c
 thread. A request announcing a body larger than FORM_MAX_BYTES goes to a thread with its headers: the app
 refuses it by Content-Length unless the route takes uploads (which read with an idle timeout), and a refused
 body is not drained by a thread: the event loop lingers on the closing connection instead.
+
+It overrides gthread's internals (enqueue_req, handle, finish_request, _keepalive_after, murder_pending) as
+they are in the pinned gunicorn version; tests/system/test_slow_clients.py holds the behaviour in place.
 """
 
 import re
@@ -26,6 +29,8 @@ DRAIN_SECONDS = 0.2
 LINGER_SECONDS = 2.0
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
+_EXPECTS_CONTINUE = re.compile(rb"\r\nexpect:[ \t]*100-continue", re.IGNORECASE)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 def request_arrived(data: bytes | bytearray, body_limit: int) -> bool:
@@ -57,7 +62,7 @@ class BufferingThreadWorker(ThreadWorker):
             super().enqueue_req(conn)
             return
         conn.sock.setblocking(False)
-        conn.incoming = bytearray()
+        conn.incoming, conn.invited = bytearray(), False
         self.arriving[conn] = time.monotonic() + self.read_seconds
         self.poller.register(conn.sock, EVENT_READ, partial(self.on_request_bytes, conn))
 
@@ -76,11 +81,24 @@ class BufferingThreadWorker(ThreadWorker):
             self.drop(conn)
             return
         conn.incoming += data
+        self.invite_body(conn, sock)
         if request_arrived(conn.incoming, self.body_limit):
             self.poller.unregister(sock)
             del self.arriving[conn]
             conn.data_ready = True
             super().enqueue_req(conn)
+
+    @staticmethod
+    def invite_body(conn, sock) -> None:
+        """A client that asks before sending its body (curl does) is told to go on once its head is in
+        (gunicorn may say it again later: a client takes any number of 100 answers)."""
+        head_end = conn.incoming.find(b"\r\n\r\n")
+        if head_end >= 0 and not conn.invited and _EXPECTS_CONTINUE.search(conn.incoming[:head_end]):
+            conn.invited = True
+            try:
+                sock.send(CONTINUE)
+            except OSError:
+                pass  # the client is gone: the next read says so
 
     def handle(self, conn):
         incoming, conn.incoming = getattr(conn, "incoming", None), None

@@ -1,5 +1,6 @@
-"""What every answer carries whatever the route: security headers, private caching, HTTPS-aware cookies,
-and (through ProxyFix) the client's address and scheme as a trusted proxy reports them."""
+"""What holds for every route: a body size limit checked before anything reads the body, security headers,
+private caching, HTTPS-aware cookies, and (through ProxyFix) the client's address and scheme as a trusted
+proxy reports them."""
 
 from flask import Flask, current_app, request
 from flask.sessions import SecureCookieSessionInterface

@@ -1,5 +1,6 @@
 """Slow clients against real gunicorn: they cost a socket, not a server thread, and are dropped in time."""
 
+import socket
 import threading
 import urllib.request
 
@@ -45,3 +46,22 @@ def test_slow_clients_do_not_starve_other_visitors(database_url, data_dir, path,
         finally:
             slow.close()
             trickling.join(5)
+
+
+def test_a_client_that_waits_for_100_continue_is_invited_and_answered(database_url, data_dir):
+    """curl-style clients send a form body only after "100 Continue": the worker says it once the head is in."""
+    with gunicorn(data_dir, database_url, workers=1, INTAKE_PROCESSOR="0") as server:
+        body = b"name=Ann&email=ann%40example.com&consent=yes"
+        head = (
+            f"POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nConnection: close\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=READ_SECONDS) as sock:
+            sock.sendall(head)
+            assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue")
+            sock.sendall(body)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        final = answer.replace(b"HTTP/1.1 100 Continue\r\n\r\n", b"")
+        assert final.startswith(b"HTTP/1.1 400"), final[:100]  # no CSRF token: refused, but answered
