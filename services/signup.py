@@ -130,17 +130,17 @@ def digest(token: str) -> str:
 
 
 def count_registration(ip: str, per_address: int, overall: int) -> None:
-    """Count one registration against the per-address and overall limits, or refuse it."""
+    """Count one registration against the per-address and overall limits, or refuse it, writing nothing
+    but the pruning of expired counts."""
     now = utcnow()
     since = now - RATE_WINDOW
-    for bucket, limit in ((f"register:{ip[:45]}", per_address), ("register:*", overall)):
+    buckets = {f"register:{ip[:45]}": per_address, "register:*": overall}
+    for bucket, limit in buckets.items():
         db.session.execute(delete(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at < since))
-        used = db.session.scalar(
-            select(func.count()).select_from(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at >= since)
-        )
+        used = db.session.scalar(select(func.count()).select_from(RateEvent).where(RateEvent.bucket == bucket))
         if used >= limit:
             raise RegistrationLimited("Many people are registering right now: please try again in a minute.")
-        db.session.add(RateEvent(bucket=bucket, at=now))
+    db.session.add_all([RateEvent(bucket=bucket, at=now) for bucket in buckets])
 
 
 def claim_submission(key: str) -> RegistrationSubmission | None:
@@ -191,12 +191,12 @@ def submit_registration(form: dict, key: str, ip: str, per_address: int, overall
     """One posted registration form: the same key posted again soon answers as the first post did; a new
     email registers a person; a known email gets its card by e-mail, not here."""
     once = shared_device_mode()
+    count_registration(ip, per_address, overall)  # replays count too: a refused post has written nothing
     submission = claim_submission(key)
     fresh = submission is not None and submission.created_at >= utcnow() - REPLAY_WINDOW
     if submission is not None and submission.person_id is not None and fresh:
         person = db.session.get(Person, submission.person_id)
         return Registration(person, grant_card(person, once), created=False)
-    count_registration(ip, per_address, overall)
     person, created = register_person(form["name"], form["email"], form["group"], form["consent"], form["extra"])
     if created and submission is not None:
         # Only a new registration is replayed: a known email's answer never includes the card.
