@@ -74,9 +74,10 @@ class Config:
         self.REQUEST_READ_SECONDS = env_float("INTAKE_REQUEST_READ_SECONDS", 10.0)
         self.FORM_MAX_BYTES = env_int("INTAKE_FORM_MAX_KB", 64) * 1024
         self.MAX_CONTENT_LENGTH = self.FORM_MAX_BYTES
-        # Public registrations per minute, from one address and from everyone together.
-        self.REGISTER_PER_ADDRESS_PER_MINUTE = env_int("INTAKE_REGISTER_PER_ADDRESS_PER_MINUTE", 20)
-        self.REGISTER_PER_MINUTE = env_int("INTAKE_REGISTER_PER_MINUTE", 120)
+        # Public registrations per minute, from one address and from everyone together (a venue Wi-Fi is
+        # often one address for every parent on it).
+        self.REGISTER_PER_ADDRESS_PER_MINUTE = env_int("INTAKE_REGISTER_PER_ADDRESS_PER_MINUTE", 60)
+        self.REGISTER_PER_MINUTE = env_int("INTAKE_REGISTER_PER_MINUTE", 600)
         # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).
         self.UPLOAD_IDLE_SECONDS = env_int("INTAKE_UPLOAD_IDLE_SECONDS", 60)
         # Drive delivery; an empty root folder id turns it off (the local export still works).
