@@ -85,7 +85,7 @@ def account_change(change, *args, done: str):
     except accounts.AccountError as error:
         flash(str(error), "error")
     else:
-        flash(done.format(user=user.username if user else ""))
+        flash(done.format(user=user.username))
     return redirect(url_for("admin.accounts_page")), 303
 
 

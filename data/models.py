@@ -114,15 +114,6 @@ class LoginAttempt(db.Model):
     checking: Mapped[bool] = mapped_column(default=False)
 
 
-class LoginGate(db.Model):
-    """One row per client address, written first by every login claim from it: claims from one address
-    then conflict on this row (PostgreSQL retries the loser) and count each other, as SQLite's single
-    writer makes them do anyway."""
-
-    ip: Mapped[str] = mapped_column(sa.String(45), primary_key=True)
-    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
 class RateEvent(db.Model):
     """One use of a rate-limited action (a registration), by bucket (e.g. per address and overall)."""
 

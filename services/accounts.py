@@ -5,12 +5,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from data.database import upsert
 from data.extensions import db
-from data.models import LoginAttempt, LoginGate, LoginSession, User, utcnow
+from data.models import LoginAttempt, LoginSession, User, utcnow
 from data.states import UserRole
 
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -148,6 +147,15 @@ def end_all_sessions(user_id: int) -> None:
     db.session.execute(delete(LoginSession).where(LoginSession.user_id == user_id))
 
 
+def take_turns(key: str) -> None:
+    """Units with the same key run one after the other, each seeing what the ones before it committed.
+    SQLite's single writer does that already; on PostgreSQL a transaction-scoped advisory lock does, in
+    READ COMMITTED (a REPEATABLE READ snapshot would be taken before the lock is granted)."""
+    if db.engine.dialect.name == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+        db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
 @dataclass(frozen=True)
 class Claim:
     id: int
@@ -161,8 +169,9 @@ def claim_login(username: str, ip: str) -> Claim:
     A claim in flight counts like a failure; the check then settles it. Raises TooManyAttempts when this
     account from this address, or this address overall, has used its failures in the window.
     """
-    now, ip = utcnow(), ip[:45]
-    upsert(LoginGate, {"ip": ip}, {"claimed_at": now})  # claims from one address queue here
+    ip = ip[:45]
+    take_turns(f"login:{ip}")
+    now = utcnow()
     since = now - FAILURE_WINDOW
     counted = select(LoginAttempt).where(LoginAttempt.at >= since, LoginAttempt.ip == ip)
     for attempts, limit in (

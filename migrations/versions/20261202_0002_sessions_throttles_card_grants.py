@@ -31,11 +31,6 @@ def upgrade():
     with op.batch_alter_table('user', schema=None) as batch_op:
         batch_op.drop_column('session_token')
 
-    op.create_table('login_gate',
-    sa.Column('ip', sa.String(length=45), nullable=False),
-    sa.Column('claimed_at', sa.DateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('ip', name=op.f('pk_login_gate'))
-    )
     with op.batch_alter_table('login_attempt', schema=None) as batch_op:
         batch_op.add_column(sa.Column('checking', sa.Boolean(), nullable=False, server_default=sa.false()))
 
@@ -77,7 +72,6 @@ def downgrade():
     op.drop_table('rate_event')
     with op.batch_alter_table('login_attempt', schema=None) as batch_op:
         batch_op.drop_column('checking')
-    op.drop_table('login_gate')
     with op.batch_alter_table('user', schema=None) as batch_op:
         batch_op.add_column(sa.Column('session_token', sa.String(length=64), nullable=False, server_default=''))
     with op.batch_alter_table('login_session', schema=None) as batch_op:

@@ -347,6 +347,7 @@ def test_parallel_guesses_are_counted_before_their_passwords_are_checked(web, mo
     assert sorted(codes) == [401] * 5 + [429] * 35
 
 
+@pytest.mark.both_databases
 def test_a_burst_of_correct_logins_on_one_account_all_get_in(web):
     """Ten laptops behind one address logging in to one shared account at once are all let in: logins
     still being checked make the others wait, not fail."""
