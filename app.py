@@ -7,7 +7,8 @@ from dotenv import load_dotenv
 from flask import Flask
 
 import cli
-from blueprints import admin, api, auth, dashboard, people, registration, review, uploads, web
+from blueprints import admin, api, auth, dashboard, hardening, people, registration, review, uploads, web
+from data import storage
 from data.config import Config
 from data.database import configure_engine
 from data.extensions import csrf, db, login_manager, migrate
@@ -37,9 +38,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.from_object(config)
     app.config.update(overrides or {})
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(app.config))
-    Path(app.config["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    storage.make_private(Path(app.config["DATA_DIR"]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    hardening.install(app)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)

@@ -7,7 +7,8 @@ bind = os.environ.get("INTAKE_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 # Threads, not sync workers: a 12 MB upload over venue Wi-Fi takes longer than any sane
 # sync timeout, and a gthread worker's heartbeat does not depend on one request finishing.
-worker_class = "gthread"
+# gthread, with each request read in the event loop before it takes a thread: slow clients hold no thread.
+worker_class = "request_buffering.BufferingThreadWorker"
 threads = int(os.environ.get("INTAKE_THREADS", "8"))
 timeout = int(os.environ.get("INTAKE_WORKER_TIMEOUT", "60"))
 graceful_timeout = 30

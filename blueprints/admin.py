@@ -1,13 +1,15 @@
-"""Admin pages: the settings of the photo day, the sign-up poster, and the system's health."""
+"""Admin pages: the settings of the photo day, the sign-up poster, the staff accounts, the system's health."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from markupsafe import Markup
 
 from blueprints.web import admin_required
 from data.database import db_retry
 from data.db_stats import data_layer_health
+from data.states import UserRole
 from engine.cards import link_svg
-from services import signup
+from services import accounts, signup
 
 bp = Blueprint("admin", __name__)
 
@@ -22,6 +24,7 @@ def settings():
         fields=signup.registration_fields(),
         max_fields=signup.MAX_EXTRA_FIELDS,
         signup_url=signup_url(),
+        shared_device=signup.shared_device_mode(),
     )
 
 
@@ -59,6 +62,18 @@ def set_registration():
     return redirect(url_for("admin.settings")), 303
 
 
+@bp.post("/admin/settings/shared-device")
+@admin_required
+@db_retry
+def set_shared_device():
+    on = request.form.get("on") == "1"
+    signup.set_shared_device_mode(on)
+    flash(
+        "Shared-device mode: each card is shown once." if on else "Cards stay visible to the browser that registered."
+    )
+    return redirect(url_for("admin.settings")), 303
+
+
 @bp.post("/admin/settings/fields")
 @admin_required
 @db_retry
@@ -75,3 +90,77 @@ def set_fields():
         else "The registration form asks for no extra fields."
     )
     return redirect(url_for("admin.settings")), 303
+
+
+@bp.get("/admin/accounts")
+@admin_required
+@db_retry
+def accounts_page():
+    return render_template(
+        "admin/accounts.html",
+        users=accounts.accounts(),
+        locked=accounts.locked_usernames(),
+        roles=[role.value for role in UserRole],
+        min_password=accounts.MIN_PASSWORD,
+    )
+
+
+def account_change(change, *args, done: str):
+    """Run one change to an account; its refusal (an AccountError) is shown to the admin, nothing changed."""
+    try:
+        user = change(*args)
+    except accounts.AccountError as error:
+        flash(str(error), "error")
+    else:
+        flash(done.format(user=user.username))
+    return redirect(url_for("admin.accounts_page")), 303
+
+
+@bp.post("/admin/accounts")
+@admin_required
+@db_retry
+def create_account():
+    role = request.form.get("role", UserRole.STAFF.value)
+    if role not in {r.value for r in UserRole}:
+        return redirect(url_for("admin.accounts_page")), 303
+    return account_change(
+        accounts.add_account,
+        request.form.get("username", ""),
+        request.form.get("password", ""),
+        UserRole(role),
+        done="Account {user} created.",
+    )
+
+
+@bp.post("/admin/accounts/<int:user_id>/active")
+@admin_required
+@db_retry
+def set_account_active(user_id: int):
+    # An explicit state, not a toggle: a double-submitted form leaves it as the admin chose.
+    active = request.form.get("active") == "1"
+    return account_change(
+        accounts.set_active,
+        user_id,
+        active,
+        current_user.id,
+        done="Account {user} " + ("enabled." if active else "disabled and logged out everywhere."),
+    )
+
+
+@bp.post("/admin/accounts/<int:user_id>/password")
+@admin_required
+@db_retry
+def reset_account_password(user_id: int):
+    return account_change(
+        accounts.reset_password,
+        user_id,
+        request.form.get("password", ""),
+        done="New password set for {user}; their sessions are logged out.",
+    )
+
+
+@bp.post("/admin/accounts/<int:user_id>/unlock")
+@admin_required
+@db_retry
+def unlock_account(user_id: int):
+    return account_change(accounts.unlock, user_id, done="{user} may log in again from every address.")

@@ -1,16 +1,20 @@
 """Public registration: a person signs up and gets their QR card."""
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
+import secrets
+
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
 from data.database import db_retry
 from engine.cards import card_png, card_svg, card_svg_file
 from services import directory, signup
+from services.person_text import has_control_characters
 
 bp = Blueprint("registration", __name__)
 
 MAX_FIELD = 200
+GRANTS_KEPT = 10  # cards this browser registered that it may show again
 
 
 def read_form(fields: list[str]) -> tuple[dict, list[str]]:
@@ -26,9 +30,18 @@ def read_form(fields: list[str]) -> tuple[dict, list[str]]:
         errors.append("Please give a valid email address.")
     if any(len(value) > MAX_FIELD for value in (form["name"], form["group"], *form["extra"].values())):
         errors.append(f"Name, group and other answers may have at most {MAX_FIELD} characters.")
+    if has_control_characters(form["name"], form["email"], form["group"], *form["extra"].values()):
+        errors.append("Name, email, group and answers must be plain text on one line (no control characters).")
     if not form["consent"]:
         errors.append("Please confirm your consent to being photographed.")
     return form, errors
+
+
+def form_page(form: dict, fields: list[str], errors: list[str], status: int = 200):
+    """The form, with the key that makes posting it twice register once."""
+    key = request.form.get("submission") or secrets.token_urlsafe(16)
+    page = render_template("registration/form.html", form=form, fields=fields, errors=errors, submission=key)
+    return private(Response(page, status))
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -38,54 +51,78 @@ def register():
         return render_template("registration/closed.html"), 403
     fields = signup.registration_fields()
     if request.method == "GET":
-        return render_template("registration/form.html", form={}, fields=fields, errors=[])
+        return form_page({}, fields, [])
     form, errors = read_form(fields)
     if errors:
-        return render_template("registration/form.html", form=form, fields=fields, errors=errors), 400
-    person, created = signup.register_person(form["name"], form["email"], form["group"], form["consent"], form["extra"])
-    if not created and not may_see(person.code):
-        # Knowing someone's email must not be enough to get their card.
-        return render_template("registration/already.html"), 409
-    session["cards"] = [*session.get("cards", [])[-9:], person.code]
-    return redirect(url_for("registration.card", code=person.code, existing=None if created else 1))
+        return form_page(form, fields, errors, 400)
+    config = current_app.config
+    try:
+        result = signup.submit_registration(
+            form,
+            request.form.get("submission", ""),
+            request.remote_addr or "",
+            config["REGISTER_PER_ADDRESS_PER_MINUTE"],
+            config["REGISTER_PER_MINUTE"],
+        )
+    except signup.RegistrationLimited as error:
+        return form_page(form, fields, [str(error)], 429)
+    if result.grant is not None:
+        session["card_grants"] = [*session.get("card_grants", [])[-(GRANTS_KEPT - 1) :], result.grant]
+        return redirect(url_for("registration.card", code=result.person.code))
+    if signup.granted_card(session.get("card_grants", []), result.person.code) is not None:
+        return redirect(url_for("registration.card", code=result.person.code, existing=1))
+    # Knowing someone's email must not be enough to get their card, nor to learn that they registered.
+    signup.request_card_by_email(result.person)
+    return redirect(url_for("registration.sent"))
 
 
-def may_see(code: str) -> bool:
-    return current_user.is_authenticated or code in session.get("cards", [])
+@bp.get("/register/sent")
+def sent():
+    return render_template("registration/sent.html")
 
 
-def visible_person(code: str):
-    """A card is shown to staff and to the browser that registered it; to anyone else a code
-    (roster codes can be guessable) reveals nothing, not even whether it exists."""
-    if not may_see(code):
-        abort(404)
-    person = directory.person_for_code(code)
-    if person is None:
-        abort(404)
-    return person
+def private(response: Response) -> Response:
+    """Not kept by the browser either: on a shared device, Back must not bring a card or a form back."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def visible_card(code: str):
+    """A card is shown to staff and to the browser holding a grant for it; to anyone else a code
+    (roster codes can be guessable) reveals nothing, not even whether it exists. Returns the person and
+    the browser's grant (None for staff)."""
+    grant = None
+    if not current_user.is_authenticated:
+        grant = signup.granted_card(session.get("card_grants", []), code) or abort(404)
+    person = directory.person_for_code(code) or abort(404)
+    return person, grant
 
 
 @bp.get("/card/<code>")
 @db_retry
 def card(code: str):
-    person = visible_person(code)
-    return render_template(
+    person, grant = visible_card(code)
+    if grant is not None:
+        signup.card_shown(grant)
+    page = render_template(
         "registration/card.html",
         person=person,
         svg=Markup(card_svg(person.code)),
         existing=bool(request.args.get("existing")),
+        once=grant is not None and grant.once,
     )
+    return private(Response(page))
 
 
 @bp.get("/card/<code>.png")
 @db_retry
 def card_image(code: str):
-    person = visible_person(code)
-    return Response(card_png(person.code, person.name), mimetype="image/png")
+    person, _ = visible_card(code)
+    return private(Response(card_png(person.code, person.name), mimetype="image/png"))
 
 
 @bp.get("/card/<code>.svg")
 @db_retry
 def card_vector(code: str):
-    person = visible_person(code)
-    return Response(card_svg_file(person.code, person.name), mimetype="image/svg+xml")
+    person, _ = visible_card(code)
+    return private(Response(card_svg_file(person.code, person.name), mimetype="image/svg+xml"))

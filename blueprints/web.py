@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from data import storage
 from data.database import DatabaseBusy
@@ -98,14 +98,16 @@ def give_up_on_silent_clients() -> None:
 
 
 def discard_body() -> None:
-    """Read and drop the body of a request we refuse, so that the client sees the answer.
+    """Read and drop the body of a logged-in client's request we refuse, so that it sees the answer.
 
     Answering and closing while the client still sends makes it see a connection reset instead, which it
-    retries (gunicorn reads at most 64 KB of an unread body, then closes). A body over the photo limit is
-    not read: that one is answered at once.
+    retries (the server reads at most 64 KB of an unread body, then closes). A body over the photo limit is
+    not read: that one is answered at once. Nor is an anonymous client's: reading a body for anyone who
+    asks is what let slow clients hold every thread (an expired login mid-upload then sees the reset, and
+    the page's next request gets the 401).
     """
     length = request.content_length
-    if length is not None and length <= current_app.config["MAX_UPLOAD_BYTES"]:
+    if current_user.is_authenticated and length is not None and length <= current_app.config["MAX_UPLOAD_BYTES"]:
         give_up_on_silent_clients()
         while request.stream.read(storage.CHUNK):
             pass
@@ -127,6 +129,15 @@ def register_error_handlers(app: Flask) -> None:
         response = make_response(refuse(503, "busy", "Busy", str(error)))
         response.headers["Retry-After"] = "2"
         return response
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_error):
+        """Answered without reading the body: reading an oversized body is what the limit prevents."""
+        limit = request.max_content_length or current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"The request is larger than this page takes ({limit // 1024} KB)."
+        if wants_json():
+            return json_error(413, "too-large", message)
+        return error_page(413, "Too large", message)
 
     @app.errorhandler(CSRFError)
     def csrf_refused(error: CSRFError):

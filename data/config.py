@@ -80,6 +80,15 @@ class Config:
         self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
         self.ROSTER_MAX_BYTES = env_int("INTAKE_ROSTER_MAX_MB", 5) * 1024 * 1024
         self.MAX_ZIP_UPLOAD_BYTES = env_int("INTAKE_MAX_ZIP_MB", 16384) * 1024 * 1024
+        # Every other request (headers and body) must arrive within this long and be at most this large:
+        # forms are small, and the server reads them whole before a thread works on them.
+        self.REQUEST_READ_SECONDS = env_float("INTAKE_REQUEST_READ_SECONDS", 10.0)
+        self.FORM_MAX_BYTES = env_int("INTAKE_FORM_MAX_KB", 64) * 1024
+        self.MAX_CONTENT_LENGTH = self.FORM_MAX_BYTES
+        # Public registrations per minute, from one address and from everyone together (a venue Wi-Fi is
+        # often one address for every parent on it).
+        self.REGISTER_PER_ADDRESS_PER_MINUTE = env_int("INTAKE_REGISTER_PER_ADDRESS_PER_MINUTE", 60)
+        self.REGISTER_PER_MINUTE = env_int("INTAKE_REGISTER_PER_MINUTE", 600)
         # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).
         self.UPLOAD_IDLE_SECONDS = env_int("INTAKE_UPLOAD_IDLE_SECONDS", 60)
         # Drive delivery; an empty root folder id turns it off (the local export still works).
@@ -99,8 +108,12 @@ class Config:
         # The token lives as long as the session: a two-hour upload must not fail on its last file.
         self.WTF_CSRF_TIME_LIMIT = None
         self.EXPORT_CARDS = env_bool("INTAKE_EXPORT_CARDS", False)
-        # Set to 1 behind HTTPS (the usual case at a venue with a reverse proxy).
+        # Cookies are Secure on any HTTPS request anyway; set to 1 to make them Secure on plain HTTP too.
         self.SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+        # How many reverse proxies in front may set X-Forwarded-For/-Proto (0: trust no such header).
+        self.TRUSTED_PROXIES = env_int("INTAKE_TRUSTED_PROXIES", 0)
+        # Strict-Transport-Security on HTTPS answers; 0 sends none.
+        self.HSTS_SECONDS = env_int("INTAKE_HSTS_SECONDS", 31536000)
         self.REMEMBER_COOKIE_SECURE = self.SESSION_COOKIE_SECURE
         self.REMEMBER_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_HTTPONLY = True

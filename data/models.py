@@ -1,6 +1,5 @@
 """The data model of the whole product. The schema changes only through migrations."""
 
-import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,27 +85,71 @@ class User(UserMixin, db.Model):
     role: Mapped[UserRole] = enum_column(UserRole, default=UserRole.STAFF)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # Part of the login cookie: changing it (logout, new password) kills every copy of the cookie.
-    session_token: Mapped[str] = mapped_column(sa.String(64), default=lambda: secrets.token_hex(16))
+    # The token of the login session this request came with (set by the user loader, never stored here).
+    login_token = ""
 
     @property
     def is_admin(self) -> bool:
         return self.role == UserRole.ADMIN
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_token}"
+        """What the login cookie names: the user and this browser's own session record."""
+        return f"{self.id}:{self.login_token}"
 
-    def new_session_token(self) -> None:
-        self.session_token = secrets.token_hex(16)
+
+class LoginSession(db.Model):
+    """One logged-in browser. Its token is in that browser's cookie; here only its hash, so a copy of the
+    database logs nobody in. Logging out deletes the row; "everywhere" deletes all of a user's rows."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class LoginAttempt(db.Model):
-    """Failed logins, counted to slow down password guessing across all workers."""
+    """A login being checked (`checking`) or that failed: both count towards the limits, so parallel
+    guesses are counted before their slow password checks. A success deletes its own row."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     username: Mapped[str] = mapped_column(sa.String(80), index=True)
     ip: Mapped[str] = mapped_column(sa.String(45), index=True)
+    checking: Mapped[bool] = mapped_column(default=False)
+
+
+class RateEvent(db.Model):
+    """One use of a rate-limited action (a registration), by bucket (e.g. per address and overall)."""
+
+    __table_args__ = (sa.Index("ix_rate_event_bucket_at", "bucket", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bucket: Mapped[str] = mapped_column(sa.String(80))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CardGrant(db.Model):
+    """A browser's right to see one person's card: an opaque token in its session, never the code.
+    `once` (shared-device mode): the card is shown one time, then the grant is spent."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    once: Mapped[bool] = mapped_column(default=False)
+    shown_at: Mapped[datetime | None]
+
+
+class RegistrationSubmission(db.Model):
+    """The idempotency key of a registration form that was posted: posting it again (a double click, a
+    retry after a dropped connection) answers with the same person instead of registering again."""
+
+    key_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    # None until the post that claimed the key has registered someone.
+    person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written by every post of the key: posts racing on one key conflict on this row and count each other.
+    posted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Batch(db.Model):

@@ -35,6 +35,19 @@ class StorageFull(OSError):
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
+PRIVATE_UMASK = 0o077
+
+
+def make_private(folder: Path) -> None:
+    """The data directory holds password hashes, session records and minors' photos: only the app's own
+    user may read it. Every file the process creates from now on (SQLite and its WAL, originals,
+    thumbnails, exports, manifests) is 600 and every folder 700, and a data directory made by an older
+    version is closed too."""
+    os.umask(PRIVATE_UMASK)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+
+
 def data_dir() -> Path:
     return Path(current_app.config["DATA_DIR"])
 

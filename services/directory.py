@@ -11,6 +11,7 @@ from data.models import Person, PersonAlias, Photo, photo_person
 from services.export import deliverable
 
 PER_PAGE = 100
+MAX_PAGE = 1_000_000  # a larger ?page= would overflow the database's OFFSET; past the end is empty anyway
 BADGES_PER_SHEET = 12  # 3 x 4, on A4 and on Letter alike
 
 
@@ -35,6 +36,7 @@ def people_query(search: str = "", group: str = "") -> Select:
 
 
 def search_people(search: str, group: str, page: int) -> Pagination:
+    page = min(max(page, 1), MAX_PAGE)
     return db.paginate(people_query(search, group), page=page, per_page=PER_PAGE, error_out=False)
 
 

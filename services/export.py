@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 from flask import current_app
@@ -27,6 +28,10 @@ MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
 MANIFEST_FIELDS = ["file", "sha256", "captured_at", "camera", "batch", "original_name"]
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+# Bidirectional overrides, embeddings, isolates and marks: they make "gpj.exe" read as "exe.jpg".
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# What makes a spreadsheet read a cell as a formula, after folding full-width forms (＝ is =).
+FORMULA_STARTERS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class ExportError(RuntimeError):
@@ -34,7 +39,7 @@ class ExportError(RuntimeError):
 
 
 def folder_name(person: Person) -> str:
-    name = _UNSAFE.sub(" ", person.name).strip(" .") or "unnamed"
+    name = _UNSAFE.sub(" ", _BIDI.sub("", person.name)).strip(" .") or "unnamed"
     return f"{person.code} {name}"[:120]
 
 
@@ -71,7 +76,7 @@ def export_names(photos: list[Photo]) -> dict[str, Photo]:
     taken = {MANIFEST_CSV, MANIFEST_JSON}
     for photo in sorted(photos, key=lambda p: p.id):
         # No dot-names: they would hide the photo and could meet our own temp files.
-        name = PurePosixPath(photo.original_name).name.lstrip(".") or "photo"
+        name = _BIDI.sub("", PurePosixPath(photo.original_name).name).lstrip(".") or "photo"
         if name.lower() in taken:
             stem, suffix = os.path.splitext(name)
             name = f"{stem}-{photo.content_hash[:8]}{suffix}"
@@ -97,9 +102,10 @@ def manifest_rows(names: dict[str, Photo]) -> list[dict]:
 
 
 def spreadsheet_safe(value) -> str:
-    """Defuse formula injection: a cell starting with = + - @ is text, not a formula, in Excel."""
+    """Defuse formula injection: a cell starting with = + - @ (or their full-width forms, which spreadsheets
+    also read as formulas) is text, not a formula."""
     text = str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "'" + text if unicodedata.normalize("NFKC", text[:1]) in FORMULA_STARTERS else text
 
 
 def manifest_csv(rows: list[dict]) -> str:

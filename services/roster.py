@@ -10,12 +10,12 @@ from sqlalchemy import select
 from data.extensions import db
 from data.models import Person
 from data.states import PersonSource
+from services.person_text import REFUSAL, has_control_characters
 from services.regrouping import requeue_batches_for_codes
 
 REQUIRED = ("code", "name")
 KNOWN = ("code", "name", "email", "group")
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 MAX_ROWS = 100_000
 
 
@@ -89,8 +89,8 @@ def check_row(record: dict, line: int) -> tuple[str | None, RosterRow | None]:
     if None in record:
         return "more fields than the header has columns", None
     values = {key: (value or "").strip() for key, value in record.items() if key}
-    if any(CONTROL.search(value) for value in values.values()):
-        return "contains control characters (NUL, escape codes); fix the cell", None
+    if has_control_characters(*values.values()):
+        return f"{REFUSAL}; fix the cell", None
     code, name, email = values.get("code", ""), values.get("name", ""), values.get("email", "")
     if not code:
         return "code is empty", None

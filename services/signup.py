@@ -1,11 +1,15 @@
 """Public registration: a person signs up and gets a card code; what the form asks is an admin setting."""
 
+import hashlib
 import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
+from data.database import upsert
 from data.extensions import db
-from data.models import Person
+from data.models import AuditLog, CardGrant, Person, RateEvent, RegistrationSubmission, utcnow
 from data.states import PersonSource
 from data.stored_settings import read_setting, write_setting
 
@@ -14,12 +18,31 @@ CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CODE_LENGTH = 8  # 32**8 ≈ 10**12: short enough to type, too many to guess.
 REGISTRATION_OPEN = "registration_open"
 REGISTRATION_FIELDS = "registration_fields"
+SHARED_DEVICE = "registration_shared_device"
+RATE_WINDOW = timedelta(minutes=1)
+# A form posted again this soon (a double click, a retry after a dropped connection) is the same
+# registration; later, a page kept open (Back on a kiosk) must not bring a card back.
+REPLAY_WINDOW = timedelta(minutes=2)
+MAX_KEY = 64
 MAX_EXTRA_FIELDS = 10
 MAX_LABEL = 60
 
 
 class RegistrationClosed(Exception):
     pass
+
+
+class RegistrationLimited(Exception):
+    """Too many registrations from this address, or from everyone, this minute."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a posted form did: the person, and for a card this browser may see, the grant's token."""
+
+    person: Person
+    grant: str | None
+    created: bool
 
 
 def new_code() -> str:
@@ -91,3 +114,91 @@ def register_person(
     db.session.add(person)
     db.session.flush()
     return person, True
+
+
+def shared_device_mode() -> bool:
+    """A kiosk where one person registers after another: each card is shown once, then forgotten."""
+    return bool(read_setting(SHARED_DEVICE, False))
+
+
+def set_shared_device_mode(on: bool) -> None:
+    write_setting(SHARED_DEVICE, on)
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def count_registration(ip: str, per_address: int, overall: int) -> None:
+    """Count one registration against the per-address and overall limits, or refuse it, writing nothing
+    but the pruning of expired counts."""
+    now = utcnow()
+    since = now - RATE_WINDOW
+    buckets = {f"register:{ip[:45]}": per_address, "register:*": overall}
+    for bucket, limit in buckets.items():
+        db.session.execute(delete(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at < since))
+        used = db.session.scalar(select(func.count()).select_from(RateEvent).where(RateEvent.bucket == bucket))
+        if used >= limit:
+            raise RegistrationLimited("Many people are registering right now: please try again in a minute.")
+    db.session.add_all([RateEvent(bucket=bucket, at=now) for bucket in buckets])
+
+
+def claim_submission(key: str) -> RegistrationSubmission | None:
+    """The record of this form's idempotency key, claimed by this post (None without a usable key)."""
+    if not key or len(key) > MAX_KEY:
+        return None
+    upsert(RegistrationSubmission, {"key_hash": digest(key)}, {"posted_at": utcnow()})
+    return db.session.get(RegistrationSubmission, digest(key), populate_existing=True)
+
+
+def grant_card(person: Person, once: bool) -> str:
+    """An opaque token for this browser's session: the right to see this person's card."""
+    token = secrets.token_urlsafe(24)
+    db.session.add(CardGrant(token_hash=digest(token), person_id=person.id, once=once))
+    return token
+
+
+def granted_card(tokens: list[str], code: str) -> CardGrant | None:
+    """The live grant among `tokens` for the person with this code, if any."""
+    if not tokens:
+        return None
+    return db.session.scalar(
+        select(CardGrant)
+        .join(Person, Person.id == CardGrant.person_id)
+        .where(
+            CardGrant.token_hash.in_([digest(t) for t in tokens]),
+            Person.code == code,
+            CardGrant.shown_at.is_(None) | CardGrant.once.is_(False),
+        )
+        .limit(1)
+    )
+
+
+def card_shown(grant: CardGrant) -> None:
+    """A shared device shows each card once: the grant is spent by showing it."""
+    if grant.once:
+        grant.shown_at = utcnow()
+
+
+def request_card_by_email(person: Person) -> None:
+    """THE HOOK FOR E-MAIL DELIVERY (issue 12): someone registered again with this person's address, so
+    the card goes to that address, never to the browser that asked. Until e-mail is built, the request
+    is recorded in the audit log, where staff can see it."""
+    db.session.add(AuditLog(action="card_email_requested", entity="person", entity_id=person.id))
+
+
+def submit_registration(form: dict, key: str, ip: str, per_address: int, overall: int) -> Registration:
+    """One posted registration form: the same key posted again soon answers as the first post did; a new
+    email registers a person; a known email gets its card by e-mail, not here."""
+    once = shared_device_mode()
+    count_registration(ip, per_address, overall)  # replays count too: a refused post has written nothing
+    submission = claim_submission(key)
+    fresh = submission is not None and submission.created_at >= utcnow() - REPLAY_WINDOW
+    if submission is not None and submission.person_id is not None and fresh:
+        person = db.session.get(Person, submission.person_id)
+        return Registration(person, grant_card(person, once), created=False)
+    person, created = register_person(form["name"], form["email"], form["group"], form["consent"], form["extra"])
+    if created and submission is not None:
+        # Only a new registration is replayed: a known email's answer never includes the card.
+        submission.person_id = person.id
+    return Registration(person, grant_card(person, once) if created else None, created)

@@ -3,7 +3,9 @@ posts are refused, card codes reveal nothing, logins are rate limited, cookies a
 
 import re
 import statistics
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -12,12 +14,14 @@ from sqlalchemy import func, select
 from data.extensions import db
 from data.models import Batch, LoginAttempt, Person, PersonAlias, Photo, ReviewCorrection, Setting, User
 from data.states import UserRole
+from services import accounts
 from tests.support.apps import build_app
 from tests.support.factories import PASSWORD, login, make_person, make_scanned_batch, make_user, register
 
 # Rules anyone may use. Everything else in app.url_map must refuse an anonymous visitor.
 PUBLIC_RULES = {
     "/register",
+    "/register/sent",
     "/login",
     "/card/<code>",
     "/card/<code>.png",
@@ -94,7 +98,9 @@ def setup(app, unit, *args, **kwargs):
 def seed_ids() -> dict[str, object]:
     make_person("ANNA", "Anna")
     batch_id, photo_ids = make_scanned_batch([("card", "ANNA"), ("photo",)])
+    target = make_user("target")  # the account the account pages act on: not one the test logs in with
     return {
+        "user_id": target.id,
         "batch_id": batch_id,
         "photo_id": photo_ids[1],
         "correction_id": 1,
@@ -153,7 +159,7 @@ def test_staff_are_refused_admin_routes_and_admins_are_not(web, ids):
     admin = logged_in_client(web, "boss", UserRole.ADMIN)
     wrong = []
     for rule, method, endpoint in guarded_routes(web):
-        if endpoint == "auth.logout":
+        if endpoint in ("auth.logout", "auth.logout_everywhere"):
             continue  # would end the session the loop uses; covered by its own test
         url = url_of(rule, ids)
         as_staff, as_admin = call(staff, method, url), call(admin, method, url)
@@ -298,24 +304,74 @@ def test_login_is_rate_limited_per_address_whatever_the_headers_say(web):
     assert setup(web, count_attempts) == 30
 
 
-def test_login_of_one_user_is_rate_limited_across_addresses(web):
-    """Five failures for one username from five addresses lock that username out."""
+def login_from(client, address: str, password: str):
+    return client.post(
+        "/login", data={"username": "staff", "password": password}, environ_base={"REMOTE_ADDR": address}
+    )
+
+
+def test_guesses_from_one_address_do_not_lock_the_owner_out_elsewhere(web):
+    """Five wrong passwords from one address slow that address down; the right password from another
+    address still logs in (once, 5 failures locked the account for everyone)."""
     setup(web, make_user)
     client = web.test_client()
-    for i in range(5):
-        assert (
-            client.post(
-                "/login",
-                data={"username": "staff", "password": "nope nope"},
-                environ_base={"REMOTE_ADDR": f"192.0.2.{i}"},
-            ).status_code
-            == 401
-        )
-    locked = client.post(
-        "/login", data={"username": "staff", "password": PASSWORD}, environ_base={"REMOTE_ADDR": "198.51.100.7"}
-    )
-    assert locked.status_code == 429
-    assert goes_to_login(client.get("/"))
+    for _ in range(5):
+        assert login_from(client, "192.0.2.1", "nope nope").status_code == 401
+    refused = login_from(client, "192.0.2.1", PASSWORD)
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 15 * 60 + 1
+    assert login_from(web.test_client(), "198.51.100.7", PASSWORD).status_code == 302
+
+
+def parallel_logins(app, password: str, count: int) -> list[int]:
+    """`count` logins to one account from one address, all at once; their status codes."""
+    ready = threading.Barrier(count)
+
+    def attempt(_):
+        client = app.test_client()
+        ready.wait()
+        return login_from(client, "203.0.113.9", password).status_code
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(attempt, range(count)))
+
+
+@pytest.mark.both_databases
+def test_parallel_guesses_are_counted_before_their_passwords_are_checked(web, monkeypatch):
+    """40 wrong passwords sent at once: exactly 5 reach the password check (once 19 did), the rest get 429."""
+    setup(web, make_user)
+    checked = []
+    real_check = accounts.check_password_hash
+
+    def counting_check(password_hash, password):
+        checked.append(password)
+        return real_check(password_hash, password)
+
+    monkeypatch.setattr(accounts, "check_password_hash", counting_check)
+    codes = parallel_logins(web, "wrong password", 40)
+    assert len(checked) == accounts.MAX_FAILURES_PER_USER
+    assert sorted(codes) == [401] * 5 + [429] * 35
+
+
+@pytest.mark.both_databases
+def test_a_burst_of_correct_logins_on_one_account_all_get_in(web):
+    """Ten laptops behind one address logging in to one shared account at once are all let in: logins
+    still being checked make the others wait, not fail."""
+    setup(web, make_user)
+    assert parallel_logins(web, PASSWORD, 10) == [302] * 10
+
+
+def test_an_admin_unlocks_an_account(web):
+    """After the unlock, the address that used up its failures may log in again."""
+    setup(web, make_user)
+    client = web.test_client()
+    for _ in range(5):
+        login_from(client, "192.0.2.1", "nope nope")
+    assert login_from(client, "192.0.2.1", PASSWORD).status_code == 429
+    admin = logged_in_client(web, "boss", UserRole.ADMIN)
+    assert "staff" in admin.get("/admin/accounts").text
+    staff_id = setup(web, lambda: db.session.scalar(select(User.id).where(User.username == "staff")))
+    assert admin.post(f"/admin/accounts/{staff_id}/unlock").status_code == 303
+    assert login_from(client, "192.0.2.1", PASSWORD).status_code == 302
 
 
 def session_cookie_header(response) -> str:
@@ -391,3 +447,17 @@ def test_login_never_redirects_off_site(web, target):
     as_browser = urljoin(f"{ORIGIN}/login", re.sub(r"[\t\n\r]", "", location).replace("\\", "/"))
     assert urlsplit(as_browser).netloc == urlsplit(ORIGIN).netloc, location
     assert urlsplit(as_browser).scheme == "http", location
+
+
+def test_a_csrf_token_from_before_login_is_refused_after_it(csrf_app):
+    """A token planted in a browser before login (session fixation of the CSRF secret) stops working at
+    login; the token the logged-in pages carry works."""
+    setup(csrf_app, make_user)
+    client = csrf_app.test_client()
+    planted = csrf_token(client)
+    form = {"username": "staff", "password": PASSWORD, "csrf_token": planted}
+    assert client.post("/login", data=form).status_code == 302
+    assert client.post("/batches", data={"label": "x", "csrf_token": planted}).status_code == 400
+    fresh = csrf_token(client, "/batches/new")
+    assert fresh != planted
+    assert client.post("/batches", data={"label": "x", "csrf_token": fresh}).status_code in (302, 303)
