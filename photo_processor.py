@@ -248,6 +248,7 @@ class Processor:
 
     def run_forever(self) -> None:
         poll = self.app.config["PROCESSOR_POLL_SECONDS"]
+        self.pool()  # started now, in this thread, which outlives it: the first batch does not wait for it
         while not self.stop_event.is_set():
             try:
                 worked = self.run_once()

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import struct
 import zlib
 from datetime import datetime
@@ -11,7 +12,7 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from engine.scanning import ScanResult, scan_file, scan_files
+from engine.scanning import SCAN_NICENESS, ScanResult, scan_file, scan_files, scan_pool
 from tests.support.photogen import SMALL_SIZE, make_photo
 
 T0 = datetime(2025, 5, 17, 9, 30, 12)
@@ -205,3 +206,14 @@ def test_jpeg_bytes_after_the_end_marker_are_fine(card_jpeg, tmp_path):
     path = tmp_path / "tail.jpg"
     path.write_bytes(card_jpeg.read_bytes() + b"\0trailer")
     assert scan_file(path).qr_texts == (CARD,)
+
+
+def test_scan_pool_workers_are_started_and_run_nicer_than_their_parent():
+    """Every scan process is up when scan_pool returns, at a lower CPU priority than the web workers."""
+    pool = scan_pool(2)
+    try:
+        niceness = {pool.submit(os.nice, 0).result() for _ in range(4)}
+        assert len(pool._processes) == 2
+    finally:
+        pool.shutdown()
+    assert niceness == {min(os.nice(0) + SCAN_NICENESS, 19)}
