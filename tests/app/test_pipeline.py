@@ -5,9 +5,17 @@ import shutil
 import zipfile
 from datetime import datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
+from data.database import db_commit_with_retry, run_in_transaction
+from data.extensions import db
+from data.models import Batch
+from data.states import BatchStatus, ScanState
+from photo_processor import Processor
+from services.batches import create_batch, queue_batch
+from services.receiving import files_in_folder, read_in_chunks, receive_file
 from tests.support.photogen import SMALL_SIZE, make_batch, make_photo
 
 T0 = datetime(2026, 5, 17, 9, 0, 0)
@@ -228,3 +236,29 @@ def test_report_lists_files_in_natural_order(runner, roster, tmp_path):
         make_photo(folder / name, size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=i))
     report = ingest(runner, folder)
     assert [e["filename"] for e in report["photos"]] == ["IMG_1.JPG", "IMG_2.JPG", "IMG_10.JPG"]
+
+
+def test_photos_are_scanned_while_their_batch_is_still_uploading(app, tmp_path):
+    """Stored files are scanned before the upload is complete; completing it only groups and exports."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",)])
+    batch_id = db_commit_with_retry(lambda: create_batch("early").id)
+    for name, path in files_in_folder(folder):
+        receive_file(batch_id, name, read_in_chunks(path))
+    processor = Processor(app)
+    try:
+        assert processor.scan_arrivals() is True
+        states = run_in_transaction(
+            lambda: (
+                {p.scan_state for p in db.session.get(Batch, batch_id).photos}
+                | {db.session.get(Batch, batch_id).status}
+            ),
+            read_only=True,
+        )
+        assert states == {ScanState.SCANNED, BatchStatus.UPLOADING}
+        assert processor.scan_arrivals() is False
+        db_commit_with_retry(queue_batch, batch_id)
+        with patch("photo_processor.scan_file", side_effect=AssertionError("scanned twice")):
+            assert processor.run_once() == batch_id
+    finally:
+        processor.close()
+    assert run_in_transaction(lambda: db.session.get(Batch, batch_id).status, read_only=True) == BatchStatus.DONE
