@@ -126,12 +126,7 @@ def pending_scans(in_batches: ColumnElement[bool], skip: set[int], limit: int) -
     """Up to `limit` stored photos of these batches waiting for a scan, in upload order, but those in `skip`."""
     rows = db.session.execute(
         select(Photo.id, Photo.content_hash, Photo.extension)
-        .where(
-            in_batches,
-            Photo.scan_state == ScanState.PENDING,
-            Photo.role.is_distinct_from(PhotoRole.DUPLICATE),
-            Photo.id.not_in(skip),
-        )
+        .where(in_batches, Photo.scan_state == ScanState.PENDING, Photo.id.not_in(skip))
         .order_by(Photo.id)
         .limit(limit)
     ).all()

@@ -20,6 +20,7 @@ from services import batches, directory, overview, receiving
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 NAME_HEADER = "X-File-Name"
+FORM_TYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}
 # One `present` request covers at most this many files; the page asks in slices.
 MAX_PRESENT_ENTRIES = 5000
 
@@ -100,6 +101,10 @@ def receive(batch_id: int):
     through its own retried units.
     """
     give_up_on_silent_clients()
+    if request.mimetype in FORM_TYPES:
+        # A form body is parsed (and emptied) before this view runs: it would be stored as a 0-byte photo.
+        discard_body()
+        return json_error(415, "form-body", "Send the file as the raw request body (application/octet-stream).")
     name = unquote(request.headers.get(NAME_HEADER, "")).strip()
     if not name:
         discard_body()
@@ -127,15 +132,18 @@ def receive(batch_id: int):
 
 
 def photo_response(photo: Photo, kept_before: tuple[str, int] | None):
+    """The file's fate, with the batch's counts after it, so every counter on the page stays right."""
+    counts = batches.batch_counts(photo.batch_id)
     if photo.role == PhotoRole.REJECTED:
-        return json_error(422, "refused", photo.error_reason, name=photo.original_name)
+        return json_error(422, "refused", photo.error_reason, name=photo.original_name, **counts)
     already_present = kept_before == (photo.content_hash, photo.id)
     body = {
         "photo_id": photo.id,
         "name": photo.original_name,
         "sha256": photo.content_hash,
         "already_present": already_present,
-        "duplicate": photo.role == PhotoRole.DUPLICATE,
+        "duplicate": receiving.has_copy(photo),
+        **counts,
     }
     return jsonify(body), 200 if already_present else 201
 

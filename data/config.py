@@ -69,6 +69,8 @@ class Config:
         self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
         self.ROSTER_MAX_BYTES = env_int("INTAKE_ROSTER_MAX_MB", 5) * 1024 * 1024
         self.MAX_ZIP_UPLOAD_BYTES = env_int("INTAKE_MAX_ZIP_MB", 16384) * 1024 * 1024
+        # A card holds at most a few thousand photos; each entry costs a database write.
+        self.MAX_ZIP_ENTRIES = env_int("INTAKE_MAX_ZIP_ENTRIES", 5000)
         # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).
         self.UPLOAD_IDLE_SECONDS = env_int("INTAKE_UPLOAD_IDLE_SECONDS", 60)
         # Drive delivery; an empty root folder id turns it off (the local export still works).

@@ -1,7 +1,9 @@
 """Applies the pure grouping to a batch's photos in the database: frames in, roles and people out."""
 
+from datetime import datetime
+
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from data.extensions import db
 from data.models import Batch, Person, PersonAlias, Photo, ReviewCorrection
@@ -53,6 +55,7 @@ def regroup_batch(batch_id: int) -> set[int]:
     """Group the batch's scanned photos again; return the ids of people whose delivery changed."""
     photos = {p.id: p for p in db.session.scalars(select(Photo).where(Photo.batch_id == batch_id))}
     before = {photo_id: delivery_state(photo) for photo_id, photo in photos.items()}
+    mark_duplicates(batch_id, list(photos.values()))
     assignments = {
         a.photo_id: a
         for a in grouping.group_batch(
@@ -88,6 +91,36 @@ def regroup_batch(batch_id: int) -> set[int]:
             touched |= before[photo_id][0] | after[0]
     mark_for_delivery(touched)
     return touched
+
+
+def shooting_order(photo: Photo) -> tuple:
+    return (photo.captured_at is None, photo.captured_at or datetime.min, photo.original_name, photo.id)
+
+
+def mark_duplicates(batch_id: int, photos: list[Photo]) -> None:
+    """Of identical files, one is kept and the others are its duplicates, whatever order they arrived in:
+    the one kept by an earlier batch, else the first of this batch in shooting order, then by name."""
+    scanned = sorted((p for p in photos if p.scan_state == ScanState.SCANNED), key=shooting_order)
+    kept_earlier = dict(
+        db.session.execute(
+            select(Photo.content_hash, func.min(Photo.id))
+            .where(
+                Photo.content_hash.in_({p.content_hash for p in scanned}),
+                Photo.batch_id < batch_id,
+                Photo.scan_state == ScanState.SCANNED,
+                Photo.role.not_in([PhotoRole.DUPLICATE, PhotoRole.REJECTED]),
+            )
+            .group_by(Photo.content_hash)
+        ).all()
+    )
+    for photo in scanned:
+        kept = kept_earlier.setdefault(photo.content_hash, photo.id)
+        if kept == photo.id:
+            photo.duplicate_of_id = None
+            if photo.role == PhotoRole.DUPLICATE:
+                photo.role = None  # grouping gives it its role
+        else:
+            photo.role, photo.duplicate_of_id = PhotoRole.DUPLICATE, kept
 
 
 def mark_for_delivery(person_ids: set[int]) -> None:

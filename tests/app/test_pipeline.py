@@ -12,7 +12,7 @@ import pytest
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Batch
-from data.states import BatchStatus, ScanState
+from data.states import BatchStatus, PhotoRole, ScanState
 from photo_processor import Processor
 from services.batches import create_batch, queue_batch
 from services.receiving import files_in_folder, read_in_chunks, receive_file
@@ -262,3 +262,30 @@ def test_photos_are_scanned_while_their_batch_is_still_uploading(app, tmp_path):
     finally:
         processor.close()
     assert run_in_transaction(lambda: db.session.get(Batch, batch_id).status, read_only=True) == BatchStatus.DONE
+
+
+@pytest.mark.parametrize("arrival", ["in order", "reversed"])
+def test_of_two_identical_files_the_first_by_name_is_kept_whatever_arrived_first(app, roster, tmp_path, arrival):
+    """Identical files (same shooting time): the first by name is kept, the other is its duplicate."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",)])
+    shutil.copyfile(folder / "IMG_0002.JPG", folder / "IMG_0003.JPG")
+    files = list(files_in_folder(folder))
+    batch_id = db_commit_with_retry(lambda: create_batch("copies").id)
+    for name, path in files if arrival == "in order" else reversed(files):
+        receive_file(batch_id, name, read_in_chunks(path))
+    db_commit_with_retry(queue_batch, batch_id)
+    processor = Processor(app)
+    try:
+        assert processor.run_once() == batch_id
+    finally:
+        processor.close()
+    roles = run_in_transaction(
+        lambda: {p.original_name: (p.role, p.duplicate_of_id) for p in db.session.get(Batch, batch_id).photos},
+        read_only=True,
+    )
+    kept_id = run_in_transaction(
+        lambda: next(p.id for p in db.session.get(Batch, batch_id).photos if p.original_name == "IMG_0002.JPG"),
+        read_only=True,
+    )
+    assert roles["IMG_0002.JPG"] == (PhotoRole.PHOTO, None)
+    assert roles["IMG_0003.JPG"] == (PhotoRole.DUPLICATE, kept_id)

@@ -135,7 +135,7 @@ def test_upload_stores_files_by_hash_under_their_relative_names(app, client, sta
 
 def test_same_file_again_is_reported_and_kept_once(client, staff, batch_id, photos):
     """The same name and bytes again changes nothing (200, already_present); the bytes under another name
-    are recorded as a duplicate."""
+    are said to be a copy, and kept as a file until grouping decides which of the two is the duplicate."""
     first = put_file(client, batch_id, "card/IMG_0001.JPG", photos[0].read_bytes())
     again = put_file(client, batch_id, "card/IMG_0001.JPG", photos[0].read_bytes())
     assert again.status_code == 200
@@ -144,8 +144,7 @@ def test_same_file_again_is_reported_and_kept_once(client, staff, batch_id, phot
     copy = put_file(client, batch_id, "card/copy of IMG_0001.JPG", photos[0].read_bytes())
     assert copy.status_code == 201
     assert (copy.json["already_present"], copy.json["duplicate"]) == (False, True)
-    roles = [row.role for row in photo_rows(batch_id)]
-    assert roles == [None, PhotoRole.DUPLICATE]
+    assert [row.role for row in photo_rows(batch_id)] == [None, None]
 
 
 def test_present_lists_only_same_name_and_same_content(client, staff, batch_id, photos):
