@@ -16,8 +16,8 @@ from data.extensions import db
 from data.models import Batch, Photo
 from data.states import BatchSource, PhotoRole, ScanState
 from engine.filetypes import HEAD_BYTES, refusal
+from services.audit import audit
 from services.batches import create_batch, fail_batch_upload, queue_batch, reopen_batch, unfinished_ingest
-from services.corrections import audit
 
 # A zip entry expanding this many times over its compressed size is a zip bomb, not photos
 # (JPEGs barely compress).
@@ -56,6 +56,7 @@ def add_photo(batch_id: int, original_name: str, content_hash: str, size: int, u
     if existing is not None:
         replace_content(existing, content_hash, size, user_id)
         return existing
+    batch = db.session.get(Batch, batch_id)
     photo = Photo(
         batch_id=batch_id,
         original_name=original_name,
@@ -65,6 +66,8 @@ def add_photo(batch_id: int, original_name: str, content_hash: str, size: int, u
     )
     db.session.add(photo)
     db.session.flush()
+    if batch.started_at is not None:  # a file added to a batch that was processed (and maybe delivered)
+        audit(user_id, "photo.added", "photo", photo.id, None, {"name": original_name, "sha256": content_hash})
     return photo
 
 
