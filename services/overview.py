@@ -1,11 +1,11 @@
 """The figures the live dashboard shows, as plain data (the page, its fragment and /api share them)."""
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from data.db_stats import data_layer_health
 from data.extensions import db
 from data.models import Batch, DriveItem, Person, Photo, utcnow
-from data.states import BatchStatus, PhotoRole
+from data.states import BatchStatus, PhotoRole, ScanState
 from services import drive_sync
 
 RECENT_BATCHES = 20
@@ -34,19 +34,31 @@ def batch_rows() -> list[dict]:
             func.count().label("files"),
             func.sum(case((Photo.role == PhotoRole.REJECTED, 1), else_=0)).label("errors"),
             func.sum(case((Photo.needs_review.is_(True), 1), else_=0)).label("review"),
+            # files in whose scan is over (a file refused at upload has no bytes kept, so no scan)
+            func.sum(case((and_(Photo.scan_state != ScanState.PENDING, Photo.content_hash != ""), 1), else_=0)).label(
+                "scanned"
+            ),
+            func.max(Photo.uploaded_at).label("last_file_at"),
         )
         .group_by(Photo.batch_id)
         .subquery()
     )
     rows = db.session.execute(
-        select(Batch, photo_counts.c.files, photo_counts.c.errors, photo_counts.c.review)
+        select(
+            Batch,
+            photo_counts.c.files,
+            photo_counts.c.errors,
+            photo_counts.c.review,
+            photo_counts.c.scanned,
+            photo_counts.c.last_file_at,
+        )
         .outerjoin(photo_counts, photo_counts.c.batch_id == Batch.id)
         .order_by(Batch.id.desc())
         .limit(RECENT_BATCHES)
     ).all()
     now = utcnow()
     result = []
-    for batch, files, errors, review in rows:
+    for batch, files, errors, review, scanned, last_file_at in rows:
         rate = eta = None
         if batch.status == BatchStatus.PROCESSING and batch.started_at and batch.progress_done:
             elapsed = max((now - batch.started_at).total_seconds(), 1e-3)
@@ -66,6 +78,11 @@ def batch_rows() -> list[dict]:
                 "errors": int(errors or 0),
                 "needs_review": int(review or 0),
                 "error": batch.error,
+                # While files arrive (status "uploading"): how many are in, how many of those are scanned
+                # already, and when the last one came (a stalled upload shows).
+                "received": int(files or 0) - int(errors or 0),
+                "scanned": int(scanned or 0),
+                "last_file_at": last_file_at.isoformat() if last_file_at else None,
             }
         )
     return result

@@ -431,3 +431,14 @@ def test_admins_delete_empty_or_abandoned_batches_only(app, client, batch_id, ph
     assert read(lambda: (db.session.get(Batch, batch_id), db.session.get(Batch, done) is not None)) == (None, True)
     assert photo_rows(batch_id) == []
     assert [action for action, _ in audit_actions()] == ["batch.deleted"]
+
+
+def test_dashboard_shows_upload_progress_while_files_arrive(client, staff, batch_id, photos):
+    """While a batch uploads, the dashboard data and page count the files in (and refused), not "0/0"."""
+    for path in photos[:2]:
+        put_file(client, batch_id, path.name, path.read_bytes())
+    put_file(client, batch_id, "notes.jpg", b"%PDF-1.4")
+    row = next(b for b in client.get("/api/dashboard").json["batches"] if b["id"] == batch_id)
+    assert (row["status"], row["received"], row["errors"], row["scanned"]) == ("uploading", 2, 1, 0)
+    assert row["last_file_at"]
+    assert "2 files in, 0 scanned" in client.get("/").text
