@@ -298,10 +298,11 @@ class Processor:
         self.pool()  # started now, in this thread, which outlives it: the first batch does not wait for it
         while not self.stop_event.is_set():
             try:
-                worked = self.run_once() is not None or self.scan_arrivals()
-                if not worked:
-                    self.deliver_changes()
-                uploading = not worked and run_in_transaction(uploads_in_progress, read_only=True)
+                with self.app.app_context():
+                    worked = self.run_once() is not None or self.scan_arrivals()
+                    if not worked:
+                        self.deliver_changes()
+                    uploading = not worked and run_in_transaction(uploads_in_progress, read_only=True)
             except Exception:
                 log.exception("processor loop error")
                 worked = uploading = False

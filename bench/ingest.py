@@ -3,14 +3,16 @@
     .venv/bin/python bench/ingest.py [--photos 85] [--megapixels 24] [--repeat 3] [--workers 2]
 
 Each round, on the same generated frames (bench/scan.py's cache): the floor (read + SHA-256 + JPEG entropy
-decode at 1/8 on `--workers` processes, bench/scan.py's floor_task) and the real command in a fresh data
-directory and SQLite database. The command's interpreter and app start-up (`flask report`, which starts the
-same app and stops at once) is measured in the round too and subtracted. Prints medians and ours/floor.
+decode at 1/8 on `--workers` processes at the scan's niceness, bench/scan.py's floor_task) and the real
+command in a fresh data directory and SQLite database. The command's interpreter and app start-up (`flask
+report`, which starts the same app and stops at once) is measured in the round too and subtracted. Prints
+medians and ours/floor.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -18,17 +20,31 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scan import SIZES, cached_batch, run_floor  # noqa: E402
+from scan import SIZES, Timed, cached_batch, floor_task  # noqa: E402
 
+from engine.scanning import SCAN_NICENESS  # noqa: E402
 from tests.support.apps import app_environment, migrate_to_head  # noqa: E402
 
 FLASK = str(Path(sys.executable).parent / "flask")
+
+
+def floor_seconds(paths: list[Path], workers: int) -> float:
+    """bench/scan.py's floor, on processes as nice as the scan's: on a machine loaded by other work a nicer
+    process gets less of it, and the floor must not be measured with a priority the scan does not have."""
+    context = multiprocessing.get_context("spawn")
+    with (
+        Timed() as timed,
+        ProcessPoolExecutor(workers, mp_context=context, initializer=os.nice, initargs=(SCAN_NICENESS,)) as pool,
+    ):
+        list(pool.map(floor_task, paths, chunksize=4))
+    return timed.wall
 
 
 def timed_command(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
@@ -76,7 +92,7 @@ def main() -> None:
     floors, ours, startups = [], [], []
     try:
         for _ in range(args.repeat):
-            floors.append(run_floor(paths, args.workers)[0].wall)
+            floors.append(floor_seconds(paths, args.workers))
             seconds, startup = one_round(photos, template_dir / "intake.sqlite3", args.workers)
             ours.append(seconds - startup)
             startups.append(startup)

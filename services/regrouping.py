@@ -4,6 +4,7 @@ from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from data.extensions import db
 from data.models import Batch, Person, PersonAlias, Photo, ReviewCorrection
@@ -53,7 +54,11 @@ def delivery_state(photo: Photo) -> tuple:
 
 def regroup_batch(batch_id: int) -> set[int]:
     """Group the batch's scanned photos again; return the ids of people whose delivery changed."""
-    photos = {p.id: p for p in db.session.scalars(select(Photo).where(Photo.batch_id == batch_id))}
+    # People loaded with the photos in one query, not one query per photo: this runs inside a write transaction.
+    photos = {
+        p.id: p
+        for p in db.session.scalars(select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people)))
+    }
     before = {photo_id: delivery_state(photo) for photo_id, photo in photos.items()}
     mark_duplicates(batch_id, list(photos.values()))
     assignments = {
