@@ -180,6 +180,7 @@ class Processor:
         self.workers = max(1, app.config["PROCESSOR_WORKERS"])
         self.stop_event = threading.Event()
         self._pool: ProcessPoolExecutor | None = None
+        self._arrivals_paused = False  # until a batch is processed, after a scan process crashed on arrivals
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -198,6 +199,7 @@ class Processor:
             if batch_id is None:
                 return None
             log.info("processing batch %s as %s", batch_id, self.owner)
+            self._arrivals_paused = False
             try:
                 self.process(batch_id)
             except LeaseLost as lost:
@@ -259,7 +261,16 @@ class Processor:
         No lease is needed: a scan only fills in a photo still waiting for it, so a second scan is wasted work,
         never a wrong one; the batch is claimed once its upload is complete.
         """
-        return self.scan_stream(uploading_batches(), record_results)
+        if self._arrivals_paused:
+            return False
+        try:
+            return self.scan_stream(uploading_batches(), record_results)
+        except BrokenProcessPool:
+            # A file crashed a scan process: leave those files to the batch's own run, which fails it with the
+            # reason, rather than crash a new pool again and again.
+            log.warning("a scan process crashed on an upload in progress; scanning waits for the batch's run")
+            self._pool, self._arrivals_paused = None, True
+            return False
 
     def scan_stream(self, in_batches: ColumnElement[bool], record: Callable[[list], None]) -> bool:
         """Keep every scan process busy with the pending photos of these batches, taking in photos stored while

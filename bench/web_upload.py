@@ -5,9 +5,10 @@
 The client sends the files as the upload page does (one raw PUT per file, 4 in flight), then completes the
 batch as the page does by itself, and polls the dashboard data until the batch is done. The processor scans
 files as they are stored, so after the last byte only the last few scans, grouping and export remain.
-Baseline in the same run: the floor (read + SHA-256 + 1/8 decode on 2 processes, bench/scan.py) of the same
-files, i.e. what processing after the upload would at least cost if nothing were overlapped. Also prints
-the web workers' RSS, idle and peak over the upload. Photos are cached in bench/.cache (bench/upload.py's).
+Baseline in the same run: the floor (read + SHA-256 + 1/8 decode on 2 processes as nice as the scan's,
+bench/ingest.py) of the same files, i.e. what processing after the upload would at least cost if nothing
+were overlapped. Also prints the web workers' RSS, idle and peak over the upload. Photos are cached in
+bench/.cache (bench/upload.py's).
 """
 
 import argparse
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from scan import run_floor  # noqa: E402
+from ingest import floor_seconds  # noqa: E402
 from upload import photo_folder, rss_bytes, sample_peak_rss  # noqa: E402
 
 from tests.support.liveserver import LiveServer  # noqa: E402
@@ -73,7 +74,7 @@ def run(folder: Path, workers: int) -> dict:
         finally:
             server.stop()
     assert row["status"] == "done" and len(tally.uploaded) == len(files), (row, len(tally.uploaded))
-    floor = run_floor(paths, 2)[0].wall
+    floor = floor_seconds(paths, 2)
     return {
         "files": len(files),
         "megabytes": round(sum(p.stat().st_size for p in paths) / 1e6, 1),

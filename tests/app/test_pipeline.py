@@ -3,6 +3,8 @@
 import json
 import shutil
 import zipfile
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from pathlib import Path
 from unittest.mock import patch
@@ -289,3 +291,28 @@ def test_of_two_identical_files_the_first_by_name_is_kept_whatever_arrived_first
     )
     assert roles["IMG_0002.JPG"] == (PhotoRole.PHOTO, None)
     assert roles["IMG_0003.JPG"] == (PhotoRole.DUPLICATE, kept_id)
+
+
+class CrashedPool:
+    """A scan pool whose process died under a file."""
+
+    def submit(self, *args) -> Future:
+        future = Future()
+        future.set_exception(BrokenProcessPool("a scan process died"))
+        return future
+
+    def shutdown(self, **kwargs) -> None:
+        pass
+
+
+def test_a_scan_crash_on_an_open_upload_pauses_early_scanning_instead_of_looping(app, tmp_path):
+    """A file that kills a scan process while its batch uploads is left to the batch's run: no crash loop."""
+    folder = shoot(tmp_path / "day", [("photo",)])
+    batch_id = db_commit_with_retry(lambda: create_batch("crash").id)
+    for name, path in files_in_folder(folder):
+        receive_file(batch_id, name, read_in_chunks(path))
+    processor = Processor(app)
+    processor._pool = CrashedPool()
+    assert processor.scan_arrivals() is False
+    assert processor.scan_arrivals() is False  # paused: no new pool, no second crash
+    assert processor._pool is None
