@@ -76,6 +76,7 @@ def replace_content(photo: Photo, content_hash: str, size: int, user_id: int | N
     before = {"sha256": photo.content_hash, "size": photo.size, "scan": str(photo.scan_state), "role": photo.role}
     audit(user_id, "photo.replaced", "photo", photo.id, before, {"sha256": content_hash, "size": size})
     photo.content_hash, photo.size = content_hash, size
+    # No role until grouped again: the change of role is what re-delivers the new bytes to its people.
     photo.scan_state, photo.scanned_at, photo.error_reason, photo.role = ScanState.PENDING, None, None, None
     db.session.flush()
 

@@ -16,7 +16,7 @@ from data.extensions import db
 from data.models import Batch
 from data.states import BatchStatus, PhotoRole, ScanState
 from photo_processor import Processor
-from services.batches import create_batch, queue_batch
+from services.batches import create_batch, queue_batch, reopen_batch
 from services.receiving import files_in_folder, read_in_chunks, receive_file
 from tests.support.photogen import SMALL_SIZE, make_batch, make_photo
 
@@ -316,3 +316,20 @@ def test_a_scan_crash_on_an_open_upload_pauses_early_scanning_instead_of_looping
     assert processor.scan_arrivals() is False
     assert processor.scan_arrivals() is False  # paused: no new pool, no second crash
     assert processor._pool is None
+
+
+def test_a_replaced_photo_is_delivered_with_its_new_bytes(app, runner, roster, tmp_path):
+    """Other bytes under a delivered photo's name: after the batch runs again, the person's folder holds them."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",)])
+    batch_id = ingest(runner, folder)["batch"]
+    newer = make_photo(tmp_path / "newer.JPG", size=SMALL_SIZE, seed=99, captured_at=T0)
+    db_commit_with_retry(reopen_batch, batch_id)
+    receive_file(batch_id, "IMG_0002.JPG", read_in_chunks(newer))
+    db_commit_with_retry(queue_batch, batch_id)
+    processor = Processor(app)
+    try:
+        assert processor.run_once() == batch_id
+    finally:
+        processor.close()
+    delivered = Path(app.config["DATA_DIR"]) / "export" / "ANNA Anna Berg" / "IMG_0002.JPG"
+    assert delivered.read_bytes() == newer.read_bytes()
