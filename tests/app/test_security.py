@@ -37,6 +37,7 @@ ADMIN_ENDPOINTS = {
     "admin.settings",
     "admin.set_registration",
     "admin.set_fields",
+    "uploads.delete",
 }
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 ORIGIN = "http://localhost"
