@@ -151,9 +151,15 @@ def uploads_in_progress() -> bool:
     return db.session.scalar(select(Batch.id).where(Batch.status == BatchStatus.UPLOADING).limit(1)) is not None
 
 
-def regroup(batch_id: int, owner: str, lease_seconds: int) -> None:
+def start_grouping(batch_id: int, owner: str, lease_seconds: int) -> None:
     held_batch(batch_id, owner, lease_seconds).phase = BatchPhase.GROUP
+
+
+def regroup(batch_id: int, owner: str, lease_seconds: int) -> None:
+    """Group the batch, then check the lease: run deferred, the transaction takes the write lock only for the
+    writes at its end (a writer that came in between makes it retry as a writer)."""
     regrouping.regroup_batch(batch_id)
+    held_batch(batch_id, owner, lease_seconds)
 
 
 def finish_batch(batch_id: int, owner: str, lease_seconds: int, changed_files: int) -> None:
@@ -241,7 +247,8 @@ class Processor:
 
     def process_steps(self, batch_id: int) -> None:
         self.scan(batch_id)
-        db_commit_with_retry(regroup, batch_id, self.owner, self.lease)
+        db_commit_with_retry(start_grouping, batch_id, self.owner, self.lease)
+        db_commit_with_retry(regroup, batch_id, self.owner, self.lease, read_only=True)
         db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, BatchPhase.EXPORT, 0, 0)
         changed = export.export_pending()
         db_commit_with_retry(finish_batch, batch_id, self.owner, self.lease, changed)

@@ -54,40 +54,44 @@ def delivery_state(photo: Photo) -> tuple:
 
 def regroup_batch(batch_id: int) -> set[int]:
     """Group the batch's scanned photos again; return the ids of people whose delivery changed."""
-    # People loaded with the photos in one query, not one query per photo: this runs inside a write transaction.
-    photos = {
-        p.id: p
-        for p in db.session.scalars(select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people)))
-    }
-    before = {photo_id: delivery_state(photo) for photo_id, photo in photos.items()}
-    mark_duplicates(batch_id, list(photos.values()))
-    assignments = {
-        a.photo_id: a
-        for a in grouping.group_batch(
-            [frame_of(p) for p in photos.values()],
-            resolve=code_resolver(),
-            card_pattern=card_pattern(),
-            corrections=active_corrections(batch_id),
-        )
-    }
-    people = {
-        p.code: p
-        for p in db.session.scalars(
-            select(Person).where(Person.code.in_({c for a in assignments.values() for c in a.people}))
-        )
-    }
-    for photo_id, photo in photos.items():
-        a = assignments.get(photo_id)
-        if a is None:  # rejected or duplicate: grouping passes over it
-            photo.people = []
-            photo.group_key, photo.needs_review, photo.review_reason, photo.excluded = None, False, None, False
-            if photo.role != PhotoRole.DUPLICATE:
-                photo.role = PhotoRole.REJECTED
-            continue
-        photo.people = [people[code] for code in a.people]
-        photo.role = PhotoRole(a.role)
-        photo.group_key, photo.needs_review, photo.review_reason = a.group, a.needs_review, a.reason
-        photo.excluded = a.excluded
+    # Every write waits for the flush at the end: in a deferred transaction (the processor's) reading and grouping
+    # then hold no write lock, and a registration does not wait behind them. People load with their photos.
+    with db.session.no_autoflush:
+        photos = {
+            p.id: p
+            for p in db.session.scalars(
+                select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people))
+            )
+        }
+        before = {photo_id: delivery_state(photo) for photo_id, photo in photos.items()}
+        mark_duplicates(batch_id, list(photos.values()))
+        assignments = {
+            a.photo_id: a
+            for a in grouping.group_batch(
+                [frame_of(p) for p in photos.values()],
+                resolve=code_resolver(),
+                card_pattern=card_pattern(),
+                corrections=active_corrections(batch_id),
+            )
+        }
+        people = {
+            p.code: p
+            for p in db.session.scalars(
+                select(Person).where(Person.code.in_({c for a in assignments.values() for c in a.people}))
+            )
+        }
+        for photo_id, photo in photos.items():
+            a = assignments.get(photo_id)
+            if a is None:  # rejected or duplicate: grouping passes over it
+                photo.people = []
+                photo.group_key, photo.needs_review, photo.review_reason, photo.excluded = None, False, None, False
+                if photo.role != PhotoRole.DUPLICATE:
+                    photo.role = PhotoRole.REJECTED
+                continue
+            photo.people = [people[code] for code in a.people]
+            photo.role = PhotoRole(a.role)
+            photo.group_key, photo.needs_review, photo.review_reason = a.group, a.needs_review, a.reason
+            photo.excluded = a.excluded
     db.session.flush()
     touched: set[int] = set()
     for photo_id, photo in photos.items():
