@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 
 from data import storage
 from data.database import db_commit_with_retry, run_in_transaction
@@ -32,6 +33,8 @@ log = logging.getLogger("intake.processor")
 # Scan results are committed in small groups: few transactions, little work lost on a kill.
 COMMIT_EVERY = 16
 COMMIT_SECONDS = 1.0
+# How often an idle processor looks for new files while an upload is in progress.
+ARRIVAL_POLL_SECONDS = 0.2
 
 
 class LeaseLost(Exception):
@@ -98,34 +101,65 @@ def apply_scan(photo: Photo, result: ScanResult) -> None:
     photo.qr_texts, photo.unreadable_card = list(result.qr_texts), result.unreadable_card
 
 
-def record_scans(batch_id: int, owner: str, lease_seconds: int, results: list[tuple[int, ScanResult]]) -> None:
-    batch = held_batch(batch_id, owner, lease_seconds)
-    for photo_id, result in results:
+# (photo id, its content hash when the scan was asked for, the file, its thumbnail)
+ScanJob = tuple[int, str, Path, Path]
+
+
+def record_results(results: list[tuple[ScanJob, ScanResult]]) -> None:
+    """Store scan results on photos still waiting for them; a photo replaced meanwhile waits for its new scan."""
+    for (photo_id, content_hash, _, _), result in results:
         photo = db.session.get(Photo, photo_id)
-        if photo.scan_state == ScanState.PENDING:
+        if photo is not None and photo.scan_state == ScanState.PENDING and photo.content_hash == content_hash:
             apply_scan(photo, result)
     db.session.flush()
+
+
+def record_scans(batch_id: int, owner: str, lease_seconds: int, results: list[tuple[ScanJob, ScanResult]]) -> None:
+    batch = held_batch(batch_id, owner, lease_seconds)
+    record_results(results)
     batch.progress_done = db.session.scalar(
         select(func.count()).where(Photo.batch_id == batch_id, Photo.scan_state != ScanState.PENDING)
     )
 
 
-def pending_scans(batch_id: int) -> list[tuple[int, Path, Path]]:
+def pending_scans(in_batches: ColumnElement[bool], skip: set[int], limit: int) -> list[ScanJob]:
+    """Up to `limit` stored photos of these batches waiting for a scan, in upload order, but those in `skip`."""
     rows = db.session.execute(
         select(Photo.id, Photo.content_hash, Photo.extension)
-        .where(
-            Photo.batch_id == batch_id,
-            Photo.scan_state == ScanState.PENDING,
-            Photo.role.is_distinct_from(PhotoRole.DUPLICATE),
-        )
+        .where(in_batches, Photo.scan_state == ScanState.PENDING, Photo.id.not_in(skip))
         .order_by(Photo.id)
+        .limit(limit)
     ).all()
-    return [(pid, storage.original_path(h, ext), storage.thumbnail_path(h)) for pid, h, ext in rows]
+    return [(pid, h, storage.original_path(h, ext), storage.thumbnail_path(h)) for pid, h, ext in rows]
+
+
+def scan_progress(batch_id: int) -> tuple[int, int]:
+    """(files scanned, files) of the batch: those scanned while it was uploading count as done."""
+    done, total = db.session.execute(
+        select(func.count().filter(Photo.scan_state != ScanState.PENDING), func.count()).where(
+            Photo.batch_id == batch_id
+        )
+    ).one()
+    return done, total
+
+
+def uploading_batches() -> ColumnElement[bool]:
+    return Photo.batch_id.in_(select(Batch.id).where(Batch.status == BatchStatus.UPLOADING))
+
+
+def uploads_in_progress() -> bool:
+    return db.session.scalar(select(Batch.id).where(Batch.status == BatchStatus.UPLOADING).limit(1)) is not None
+
+
+def start_grouping(batch_id: int, owner: str, lease_seconds: int) -> None:
+    held_batch(batch_id, owner, lease_seconds).phase = BatchPhase.GROUP
 
 
 def regroup(batch_id: int, owner: str, lease_seconds: int) -> None:
-    held_batch(batch_id, owner, lease_seconds).phase = BatchPhase.GROUP
+    """Group the batch, then check the lease: run deferred, the transaction takes the write lock only for the
+    writes at its end (a writer that came in between makes it retry as a writer)."""
     regrouping.regroup_batch(batch_id)
+    held_batch(batch_id, owner, lease_seconds)
 
 
 def finish_batch(batch_id: int, owner: str, lease_seconds: int, changed_files: int) -> None:
@@ -152,6 +186,7 @@ class Processor:
         self.workers = max(1, app.config["PROCESSOR_WORKERS"])
         self.stop_event = threading.Event()
         self._pool: ProcessPoolExecutor | None = None
+        self._arrivals_paused = False  # until a batch is processed, after a scan process crashed on arrivals
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -170,6 +205,7 @@ class Processor:
             if batch_id is None:
                 return None
             log.info("processing batch %s as %s", batch_id, self.owner)
+            self._arrivals_paused = False
             try:
                 self.process(batch_id)
             except LeaseLost as lost:
@@ -211,22 +247,53 @@ class Processor:
 
     def process_steps(self, batch_id: int) -> None:
         self.scan(batch_id)
-        db_commit_with_retry(regroup, batch_id, self.owner, self.lease)
+        db_commit_with_retry(start_grouping, batch_id, self.owner, self.lease)
+        db_commit_with_retry(regroup, batch_id, self.owner, self.lease, read_only=True)
         db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, BatchPhase.EXPORT, 0, 0)
         changed = export.export_pending()
         db_commit_with_retry(finish_batch, batch_id, self.owner, self.lease, changed)
 
     def scan(self, batch_id: int) -> None:
-        jobs = run_in_transaction(pending_scans, batch_id, read_only=True)
-        total = run_in_transaction(
-            lambda: db.session.scalar(select(func.count()).where(Photo.batch_id == batch_id)), read_only=True
+        done, total = run_in_transaction(scan_progress, batch_id, read_only=True)
+        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, BatchPhase.SCAN, done, total)
+        self.scan_stream(
+            Photo.batch_id == batch_id, lambda ready: record_scans(batch_id, self.owner, self.lease, ready)
         )
-        db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, BatchPhase.SCAN, total - len(jobs), total)
-        pool = self.pool()
-        running: dict[Future, int] = {pool.submit(scan_file, src, thumb): pid for pid, src, thumb in jobs}
-        ready: list[tuple[int, ScanResult]] = []
-        last_commit = time.monotonic()
-        while running:
+        if self.stop_event.is_set():
+            raise LeaseLost(f"stopping: batch {batch_id} is left for the next processor")
+
+    def scan_arrivals(self) -> bool:
+        """Scan what has been stored in batches still uploading, while the rest arrives; True if it scanned any.
+
+        No lease is needed: a scan only fills in a photo still waiting for it, so a second scan is wasted work,
+        never a wrong one; the batch is claimed once its upload is complete.
+        """
+        if self._arrivals_paused:
+            return False
+        try:
+            return self.scan_stream(uploading_batches(), record_results)
+        except BrokenProcessPool:
+            # A file crashed a scan process: leave those files to the batch's own run, which fails it with the
+            # reason, rather than crash a new pool again and again.
+            log.warning("a scan process crashed on an upload in progress; scanning waits for the batch's run")
+            self._pool, self._arrivals_paused = None, True
+            return False
+
+    def scan_stream(self, in_batches: ColumnElement[bool], record: Callable[[list], None]) -> bool:
+        """Keep every scan process busy with the pending photos of these batches, taking in photos stored while
+        it runs, and record results in small groups. True if it scanned anything."""
+        pool, depth = self.pool(), 2 * self.workers
+        running: dict[Future, ScanJob] = {}
+        ready: list[tuple[ScanJob, ScanResult]] = []
+        feeding, scanned, last_commit = True, False, time.monotonic()
+        while True:
+            if feeding and len(running) <= self.workers and not self.stop_event.is_set():
+                skip = {job[0] for job in running.values()} | {job[0] for job, _ in ready}
+                jobs = run_in_transaction(pending_scans, in_batches, skip, depth - len(running), read_only=True)
+                running.update((pool.submit(scan_file, job[2], job[3]), job) for job in jobs)
+                feeding = bool(jobs)
+            if not running and not ready:
+                return scanned
             done, _ = wait(running, timeout=COMMIT_SECONDS, return_when=FIRST_COMPLETED)
             ready += [(running.pop(future), future.result()) for future in done]
             if self.stop_event.is_set():
@@ -236,10 +303,8 @@ class Processor:
             if ready and (
                 len(ready) >= COMMIT_EVERY or not running or time.monotonic() - last_commit >= COMMIT_SECONDS
             ):
-                db_commit_with_retry(record_scans, batch_id, self.owner, self.lease, ready)
-                ready, last_commit = [], time.monotonic()
-        if self.stop_event.is_set():
-            raise LeaseLost(f"stopping: batch {batch_id} is left for the next processor")
+                db_commit_with_retry(record, ready)
+                ready, scanned, last_commit = [], True, time.monotonic()
 
     def deliver_changes(self) -> None:
         """Between batches: export people changed by review corrections or new registrations."""
@@ -248,16 +313,21 @@ class Processor:
 
     def run_forever(self) -> None:
         poll = self.app.config["PROCESSOR_POLL_SECONDS"]
+        self.pool()  # started now, in this thread, which outlives it: the first batch does not wait for it
         while not self.stop_event.is_set():
             try:
-                worked = self.run_once()
-                if worked is None:
-                    self.deliver_changes()
+                with self.app.app_context():
+                    worked = self.run_once() is not None or self.scan_arrivals()
+                    if not worked:
+                        self.deliver_changes()
+                    uploading = not worked and run_in_transaction(uploads_in_progress, read_only=True)
             except Exception:
                 log.exception("processor loop error")
-                worked = None
-            if worked is None:
-                self.stop_event.wait(poll)
+                worked = uploading = False
+            if not worked:
+                # Files are arriving: look again soon, so a photo is scanned as soon as it is stored and a
+                # completed upload is claimed at once.
+                self.stop_event.wait(ARRIVAL_POLL_SECONDS if uploading else poll)
 
 
 def run_drive_sync(app: Flask, stop_event: threading.Event) -> None:

@@ -8,6 +8,7 @@ a time, retrying when the network drops.
 from urllib.parse import unquote
 
 from flask import Blueprint, current_app, jsonify, request
+from flask_login import current_user
 
 from blueprints.web import discard_body, etagged, give_up_on_silent_clients, json_error, staff_required
 from data import storage
@@ -81,11 +82,20 @@ def present(batch_id: int):
     return no_batch(batch_id) if found is None else jsonify({"present": found})
 
 
+def not_yours(batch_id: int):
+    return json_error(
+        403, "not-yours", f"Batch {batch_id} has been processed: only its owner or an admin may change it."
+    )
+
+
 def closed_batch(batch_id: int):
-    """An error response unless the batch exists and takes files."""
-    status = run_in_transaction(batches.batch_status, batch_id, read_only=True)
-    if status is None:
+    """An error response unless the batch exists, takes files and this user may change it."""
+    access = run_in_transaction(batches.batch_access, batch_id, current_user, read_only=True)
+    if access is None:
         return no_batch(batch_id)
+    status, allowed = access
+    if not allowed:
+        return not_yours(batch_id)
     if status != BatchStatus.UPLOADING:
         return json_error(409, "batch-closed", f"Batch {batch_id} is {status}; reopen it to add files.")
     return None
@@ -121,21 +131,24 @@ def receive(batch_id: int):
         counts = run_in_transaction(batches.batch_counts, batch_id, read_only=True)
         return jsonify({"name": name, "zip": True, **counts}), 201
     kept_before = run_in_transaction(receiving.kept_photo, batch_id, name, read_only=True)
-    photo = receiving.receive_file(batch_id, name, request.stream)
+    photo = receiving.receive_file(batch_id, name, request.stream, current_user.id)
     discard_body()  # what an unsafe name left unread
     return run_in_transaction(photo_response, photo, kept_before, read_only=True)
 
 
 def photo_response(photo: Photo, kept_before: tuple[str, int] | None):
+    """The file's fate, with the batch's counts after it, so every counter on the page stays right."""
+    counts = batches.batch_counts(photo.batch_id)
     if photo.role == PhotoRole.REJECTED:
-        return json_error(422, "refused", photo.error_reason, name=photo.original_name)
+        return json_error(422, "refused", photo.error_reason, name=photo.original_name, **counts)
     already_present = kept_before == (photo.content_hash, photo.id)
     body = {
         "photo_id": photo.id,
         "name": photo.original_name,
         "sha256": photo.content_hash,
         "already_present": already_present,
-        "duplicate": photo.role == PhotoRole.DUPLICATE,
+        "duplicate": receiving.has_copy(photo),
+        **counts,
     }
     return jsonify(body), 200 if already_present else 201
 
@@ -145,9 +158,12 @@ def photo_response(photo: Photo, kept_before: tuple[str, int] | None):
 @db_retry
 def complete(batch_id: int):
     """Hand the batch to the processor. Idempotent: a batch already queued or further along stays as it is."""
-    status = batches.batch_status(batch_id)
-    if status is None:
+    access = batches.batch_access(batch_id, current_user)
+    if access is None:
         return no_batch(batch_id)
+    status, allowed = access
+    if not allowed:
+        return not_yours(batch_id)
     counts = batches.batch_counts(batch_id)
     if status == BatchStatus.UPLOADING:
         if counts["stored"] == 0:
@@ -161,10 +177,13 @@ def complete(batch_id: int):
 @db_retry
 def reopen(batch_id: int):
     """Take more files into a batch (a resumed or extended upload); it is queued again on complete."""
-    if batches.batch_status(batch_id) is None:
+    access = batches.batch_access(batch_id, current_user)
+    if access is None:
         return no_batch(batch_id)
+    if not access[1]:
+        return not_yours(batch_id)
     try:
-        batch = batches.reopen_batch(batch_id)
+        batch = batches.reopen_batch(batch_id, current_user.id)
     except InvalidTransition:
         return json_error(409, "busy", "The batch is being processed; reopen it once it is done.")
     return jsonify({"batch": batch_id, "status": str(batch.status)})

@@ -4,7 +4,7 @@ proxy reports them."""
 
 from flask import Flask, current_app, request
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from blueprints.web import give_up_on_silent_clients
@@ -61,14 +61,27 @@ def add_security_headers(response):
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Routes whose body is one file, as it is: never a form.
+RAW_BODY_ENDPOINTS = {"api.receive"}
+
+
+class FormBody(UnsupportedMediaType):
+    name = "Form body"
+    description = "Send the file as the raw request body (application/octet-stream)."
 
 
 def size_request_body(endpoint: str | None, _values) -> None:
     """The body limit of routes that take more than a form (URL value preprocessors run before any
-    before_request). A form-typed body keeps the form limit even there: CSRFProtect would parse it."""
+    before_request). A form-typed body keeps the form limit even there: CSRFProtect would parse it, and a
+    raw-body route refuses it outright (parsed and emptied, it would be stored as a 0-byte photo)."""
     limit = BODY_LIMITS.get(endpoint or "")
-    if limit is not None and request.mimetype not in FORM_TYPES:
-        request.max_content_length = current_app.config[limit] if isinstance(limit, str) else limit
+    if limit is None:
+        return
+    if request.mimetype in FORM_TYPES:
+        if endpoint in RAW_BODY_ENDPOINTS:
+            raise FormBody()
+        return
+    request.max_content_length = current_app.config[limit] if isinstance(limit, str) else limit
 
 
 def refuse_oversized_body() -> None:

@@ -14,7 +14,7 @@ from data.extensions import db
 from data.models import Batch
 from data.states import BatchStatus, InvalidTransition
 from data.storage import StorageFull
-from photo_processor import Processor
+from photo_processor import ARRIVAL_POLL_SECONDS, Processor
 from services.receiving import ingest_path
 from services.reports import batch_report
 from services.roster import RosterError, import_roster_rows, parse_roster
@@ -49,9 +49,29 @@ def show_progress(batch_id: int) -> None:
     )
 
 
-def wait_for(batch_id: int) -> str:
+def ingest_while_scanning(processor: Processor, path: Path, label: str | None, batch_id: int | None) -> int:
+    """ingest_path on a thread while this one scans each file as soon as it is stored (one pipeline)."""
+    outcome: dict = {}
+
+    def receive() -> None:
+        with processor.app.app_context():
+            try:
+                outcome["batch"] = ingest_path(path, label, batch_id)
+            except BaseException as error:  # re-raised below, on the command's thread
+                outcome["error"] = error
+
+    thread = threading.Thread(target=receive, name="intake-ingest")
+    thread.start()
+    while thread.is_alive():
+        if not processor.scan_arrivals():
+            thread.join(ARRIVAL_POLL_SECONDS)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["batch"]
+
+
+def process_to_the_end(processor: Processor, batch_id: int) -> str:
     """Process the batch here, or wait for the processor that already holds it."""
-    processor = Processor(current_app._get_current_object())
     ticker = threading.Event()
 
     def tick():
@@ -71,7 +91,6 @@ def wait_for(batch_id: int) -> str:
     finally:
         ticker.set()
         thread.join()
-        processor.close()
         if sys.stderr.isatty():
             click.echo("", err=True)
 
@@ -84,14 +103,23 @@ def wait_for(batch_id: int) -> str:
 @click.option("--batch", "batch_id", type=int, default=None, help="Add to this batch (resume an ingest).")
 def ingest(path: Path, wait_: bool, as_json: bool, label: str | None, batch_id: int | None) -> None:
     """Create a batch from a folder (recursively) or a zip of photos, as a web upload would."""
+    # With --wait the scan pool starts first, here, and scans each file as soon as it is stored.
+    processor = Processor(current_app._get_current_object()) if wait_ else None
     try:
-        batch_id = ingest_path(path, label, batch_id)
+        if processor:
+            processor.pool()
+            batch_id = ingest_while_scanning(processor, path, label, batch_id)
+            status = process_to_the_end(processor, batch_id)
+        else:
+            batch_id, status = ingest_path(path, label, batch_id), BatchStatus.QUEUED
     except StorageFull as error:
         click.echo(f"batch failed: {error.strerror}", err=True)
         raise click.exceptions.Exit(1) from None
     except (ValueError, OSError, InvalidTransition) as error:
         raise click.ClickException(str(error)) from None
-    status = wait_for(batch_id) if wait_ else BatchStatus.QUEUED
+    finally:
+        if processor:
+            processor.close()
     print_report(batch_id, as_json)
     if status == BatchStatus.FAILED:
         sys.exit(1)

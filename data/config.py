@@ -89,6 +89,8 @@ class Config:
         # often one address for every parent on it).
         self.REGISTER_PER_ADDRESS_PER_MINUTE = env_int("INTAKE_REGISTER_PER_ADDRESS_PER_MINUTE", 60)
         self.REGISTER_PER_MINUTE = env_int("INTAKE_REGISTER_PER_MINUTE", 600)
+        # A card holds at most a few thousand photos; each entry costs a database write.
+        self.MAX_ZIP_ENTRIES = env_int("INTAKE_MAX_ZIP_ENTRIES", 5000)
         # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).
         self.UPLOAD_IDLE_SECONDS = env_int("INTAKE_UPLOAD_IDLE_SECONDS", 60)
         # Drive delivery; an empty root folder id turns it off (the local export still works).

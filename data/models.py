@@ -159,6 +159,8 @@ class Batch(db.Model):
     source: Mapped[BatchSource] = enum_column(BatchSource, default=BatchSource.WEB)
     # For `flask ingest`: the folder or zip, so running the same command again resumes this batch.
     source_path: Mapped[str | None] = mapped_column(sa.String(1024), index=True)
+    # The new-batch form's one-time token: the same form sent twice (a double click) is the same batch.
+    form_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     queued_at: Mapped[datetime | None]

@@ -1,10 +1,12 @@
 """Batches: their life from upload to the processor's queue, and the counts people see of them."""
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from data.extensions import db
-from data.models import Batch, Photo, utcnow
+from data.models import Batch, Photo, User, utcnow
 from data.states import BatchSource, BatchStatus, PhotoRole
+from services.audit import audit
 
 
 def create_batch(
@@ -16,6 +18,50 @@ def create_batch(
     return batch
 
 
+def create_batch_once(form_token: str, label: str, user_id: int) -> Batch:
+    """The batch this form (by its one-time token) made, or a new one: a double submit makes one batch."""
+    made = db.session.scalar(select(Batch).where(Batch.form_token == form_token))
+    if made is not None:
+        return made
+    try:
+        with db.session.begin_nested():
+            batch = create_batch(label, BatchSource.WEB, user_id)
+            batch.form_token = form_token
+    except IntegrityError:  # the other submit won the race (PostgreSQL): take its batch
+        return db.session.scalar(select(Batch).where(Batch.form_token == form_token))
+    return batch
+
+
+def may_change(batch: Batch, user: User) -> bool:
+    """A batch that has been processed is changed (reopened, added to, completed) only by its owner or an admin."""
+    return batch.started_at is None or user.is_admin or batch.created_by_id == user.id
+
+
+def batch_access(batch_id: int, user: User) -> tuple[BatchStatus, bool] | None:
+    """(status, whether this user may change it) of the batch; None if there is no such batch."""
+    batch = db.session.get(Batch, batch_id)
+    return None if batch is None else (batch.status, may_change(batch, user))
+
+
+def deletable(batch: Batch) -> bool:
+    """Empty, or abandoned (never finished uploading, or failed): nothing delivered depends on it."""
+    if batch.status in (BatchStatus.QUEUED, BatchStatus.PROCESSING):
+        return False
+    empty = db.session.scalar(select(func.count()).where(Photo.batch_id == batch.id)) == 0
+    return empty or (batch.status in (BatchStatus.UPLOADING, BatchStatus.FAILED) and batch.finished_at is None)
+
+
+def delete_batch(batch_id: int, user_id: int) -> bool:
+    """Delete an empty or abandoned batch and its photo records (originals stay: they are kept by hash)."""
+    batch = db.session.get(Batch, batch_id)
+    if batch is None or not deletable(batch):
+        return False
+    before = {"label": batch.label, "status": str(batch.status), **batch_counts(batch_id)}
+    audit(user_id, "batch.deleted", "batch", batch_id, before, None)
+    db.session.execute(delete(Batch).where(Batch.id == batch_id))
+    return True
+
+
 def queue_batch(batch_id: int) -> Batch:
     """Hand the batch to the processor (again, for a re-run: stored scans are reused)."""
     batch = db.session.get(Batch, batch_id)
@@ -25,12 +71,13 @@ def queue_batch(batch_id: int) -> Batch:
     return batch
 
 
-def reopen_batch(batch_id: int) -> Batch:
-    """More files are coming for this batch (a resumed upload)."""
+def reopen_batch(batch_id: int, user_id: int | None = None) -> Batch:
+    """More files are coming for this batch (a resumed upload); reopening a processed batch is audited."""
     batch = db.session.get(Batch, batch_id)
     if batch is None:
         raise ValueError(f"there is no batch {batch_id}")
     if batch.status != BatchStatus.UPLOADING:
+        audit(user_id, "batch.reopened", "batch", batch_id, {"status": str(batch.status)}, {"status": "uploading"})
         batch.move_to(BatchStatus.UPLOADING)
     return batch
 

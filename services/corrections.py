@@ -9,11 +9,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from data.extensions import db
-from data.models import AuditLog, Person, PersonAlias, Photo, ReviewCorrection, photo_person, utcnow
+from data.models import Person, PersonAlias, Photo, ReviewCorrection, photo_person, utcnow
 from data.states import PhotoRole, ScanState
 from engine import grouping
 from engine.grouping import CorrectionKind
 from services import regrouping
+from services.audit import audit
 from services.batches import queue_batch
 from services.directory import UnknownPerson, person_for_code, resolve_person
 
@@ -44,12 +45,6 @@ def photo_state(photo: Photo) -> dict:
         "excluded": photo.excluded,
         "needs_review": photo.needs_review,
     }
-
-
-def audit(user_id: int | None, action: str, entity: str, entity_id: int, before, after) -> None:
-    db.session.add(
-        AuditLog(user_id=user_id, action=action, entity=entity, entity_id=entity_id, before=before, after=after)
-    )
 
 
 def batch_photos(batch_id: int, photo_ids: list[int]) -> list[Photo]:

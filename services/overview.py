@@ -1,11 +1,11 @@
 """The figures the live dashboard shows, as plain data (the page, its fragment and /api share them)."""
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 
 from data.db_stats import data_layer_health
 from data.extensions import db
 from data.models import Batch, DriveItem, Person, Photo, photo_person, utcnow
-from data.states import BatchStatus, PhotoRole
+from data.states import BatchStatus, PhotoRole, ScanState
 from services import drive_sync
 from services.corrections import needs_attention
 
@@ -37,6 +37,11 @@ def batch_rows(limit: int | None = RECENT_BATCHES, batch_id: int | None = None) 
             func.sum(case((Photo.role == PhotoRole.REJECTED, 1), else_=0)).label("errors"),
             func.sum(case((Photo.role == PhotoRole.DUPLICATE, 1), else_=0)).label("duplicates"),
             func.sum(case((needs_attention(), 1), else_=0)).label("review"),
+            # files in whose scan is over (a file refused at upload has no bytes kept, so no scan)
+            func.sum(case((and_(Photo.scan_state != ScanState.PENDING, Photo.content_hash != ""), 1), else_=0)).label(
+                "scanned"
+            ),
+            func.max(Photo.uploaded_at).label("last_file_at"),
         )
         .group_by(Photo.batch_id)
         .subquery()
@@ -55,6 +60,8 @@ def batch_rows(limit: int | None = RECENT_BATCHES, batch_id: int | None = None) 
             photo_counts.c.duplicates,
             photo_counts.c.review,
             people_counts.c.people,
+            photo_counts.c.scanned,
+            photo_counts.c.last_file_at,
         )
         .outerjoin(photo_counts, photo_counts.c.batch_id == Batch.id)
         .outerjoin(people_counts, people_counts.c.batch_id == Batch.id)
@@ -64,7 +71,7 @@ def batch_rows(limit: int | None = RECENT_BATCHES, batch_id: int | None = None) 
     rows = db.session.execute(query if batch_id is None else query.where(Batch.id == batch_id)).all()
     now = utcnow()
     result = []
-    for batch, files, errors, duplicates, review, people in rows:
+    for batch, files, errors, duplicates, review, people, scanned, last_file_at in rows:
         rate = eta = None
         if batch.status == BatchStatus.PROCESSING and batch.started_at and batch.progress_done:
             elapsed = max((now - batch.started_at).total_seconds(), 1e-3)
@@ -87,6 +94,11 @@ def batch_rows(limit: int | None = RECENT_BATCHES, batch_id: int | None = None) 
                 "people": people or 0,
                 "needs_review": int(review or 0),
                 "error": batch.error,
+                # While files arrive (status "uploading"): how many are in, how many of those are scanned
+                # already, and when the last one came (a stalled upload shows).
+                "received": int(files or 0) - int(errors or 0),
+                "scanned": int(scanned or 0),
+                "last_file_at": last_file_at.isoformat() if last_file_at else None,
             }
         )
     return result

@@ -15,11 +15,24 @@ from data.database import db_commit_with_retry
 from data.extensions import db
 from data.models import Batch, Photo
 from data.states import BatchSource, PhotoRole, ScanState
+from engine.filetypes import HEAD_BYTES, refusal
+from services.audit import audit
 from services.batches import create_batch, fail_batch_upload, queue_batch, reopen_batch, unfinished_ingest
 
 # A zip entry expanding this many times over its compressed size is a zip bomb, not photos
 # (JPEGs barely compress).
 MAX_ZIP_RATIO = 200
+
+
+class TooManyEntries(zipfile.BadZipFile, ValueError):
+    """A zip of more entries than any card holds: refused whole, before any entry is read."""
+
+
+def bounded_entries(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    entries, limit = zf.infolist(), current_app.config["MAX_ZIP_ENTRIES"]
+    if len(entries) > limit:
+        raise TooManyEntries(f"the zip holds {len(entries)} entries; the limit is {limit}: zip each card alone")
+    return entries
 
 
 # What makes one file unusable; the batch goes on. A full disk is not among them: it stops the batch.
@@ -30,24 +43,20 @@ REFUSED = (storage.UnsafeName, storage.TooLarge, zipfile.BadZipFile)
 UNREADABLE_ENTRY = (zipfile.BadZipFile, RuntimeError, NotImplementedError, zlib.error, EOFError)
 
 
-def add_photo(batch_id: int, original_name: str, content_hash: str, size: int) -> Photo:
+def add_photo(batch_id: int, original_name: str, content_hash: str, size: int, user_id: int | None = None) -> Photo:
     """Record a received file in the batch. Idempotent: the same name again is the same photo.
 
-    The same bytes already kept under another name (in any batch) make this photo a duplicate.
+    Other bytes under a name the batch holds replace the photo's content in place: its corrections stay, the
+    older original stays on disk (kept by its hash), and the audit log says who replaced what. Which of two
+    identical files is the duplicate is decided when the batch is grouped, by shooting order, not here.
     """
     existing = db.session.scalar(select(Photo).where(Photo.batch_id == batch_id, Photo.original_name == original_name))
     if existing is not None and existing.content_hash == content_hash:
         return existing
     if existing is not None:
-        # Re-uploaded under the same name with other bytes: the newer file replaces the older.
-        db.session.delete(existing)
-        db.session.flush()
-    first = db.session.scalar(
-        select(Photo)
-        .where(Photo.content_hash == content_hash, Photo.role.is_distinct_from(PhotoRole.DUPLICATE))
-        .order_by(Photo.id)
-        .limit(1)
-    )
+        replace_content(existing, content_hash, size, user_id)
+        return existing
+    batch = db.session.get(Batch, batch_id)
     photo = Photo(
         batch_id=batch_id,
         original_name=original_name,
@@ -55,18 +64,30 @@ def add_photo(batch_id: int, original_name: str, content_hash: str, size: int) -
         size=size,
         extension=storage.extension_of(original_name),
     )
-    if first is not None:
-        photo.role = PhotoRole.DUPLICATE
-        photo.duplicate_of_id = first.id
     db.session.add(photo)
     db.session.flush()
+    if batch.started_at is not None:  # a file added to a batch that was processed (and maybe delivered)
+        audit(user_id, "photo.added", "photo", photo.id, None, {"name": original_name, "sha256": content_hash})
     return photo
 
 
+def replace_content(photo: Photo, content_hash: str, size: int, user_id: int | None) -> None:
+    """New bytes for a photo, to be scanned and grouped again; the old ones are kept and named in the audit log."""
+    before = {"sha256": photo.content_hash, "size": photo.size, "scan": str(photo.scan_state), "role": photo.role}
+    audit(user_id, "photo.replaced", "photo", photo.id, before, {"sha256": content_hash, "size": size})
+    photo.content_hash, photo.size = content_hash, size
+    # No role until grouped again: the change of role is what re-delivers the new bytes to its people.
+    photo.scan_state, photo.scanned_at, photo.error_reason, photo.role = ScanState.PENDING, None, None, None
+    db.session.flush()
+
+
 def reject_file(batch_id: int, original_name: str, reason: str) -> Photo:
-    """Record a file we refused to keep, so the batch report says why."""
+    """Record a file we refused to keep, so the batch report says why. A photo the batch already keeps under
+    that name stays as it is: the refusal is only answered (a transient row, never stored)."""
     name = storage.display_name(original_name)
     photo = db.session.scalar(select(Photo).where(Photo.batch_id == batch_id, Photo.original_name == name))
+    if photo is not None and photo.role != PhotoRole.REJECTED:
+        return Photo(batch_id=batch_id, original_name=name, role=PhotoRole.REJECTED, error_reason=reason)
     if photo is None:
         photo = Photo(batch_id=batch_id, original_name=name, content_hash="", size=0, extension="")
         db.session.add(photo)
@@ -75,14 +96,34 @@ def reject_file(batch_id: int, original_name: str, reason: str) -> Photo:
     return photo
 
 
-def receive_file(batch_id: int, original_name: str, chunks) -> Photo:
+def has_copy(photo: Photo) -> bool:
+    """Whether other kept files hold the same bytes (one of them will be grouped as the duplicate)."""
+    return (
+        db.session.scalar(
+            select(Photo.id)
+            .where(
+                Photo.content_hash == photo.content_hash,
+                Photo.id != photo.id,
+                Photo.role.is_distinct_from(PhotoRole.REJECTED),
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def receive_file(batch_id: int, original_name: str, chunks, user_id: int | None = None) -> Photo:
     """Store one uploaded file by its hash, then record it; nothing half-written is left on error.
 
-    A file we refuse (unsafe name, too large, unreadable) is recorded as rejected with the reason.
+    A file we refuse (unsafe name, too large, unreadable, not an image by its first bytes) is recorded as
+    rejected with the reason, and not kept.
     """
     try:
         name = storage.clean_relative_name(original_name)
         temp, content_hash, size = storage.receive_stream(chunks, current_app.config["MAX_UPLOAD_BYTES"])
+        if not_an_image := refusal(first_bytes(temp)):
+            temp.unlink(missing_ok=True)
+            return db_commit_with_retry(reject_file, batch_id, original_name, not_an_image)
         storage.keep_original(temp, content_hash, storage.extension_of(name))
     except REFUSED as error:
         return db_commit_with_retry(reject_file, batch_id, original_name, str(error))
@@ -90,7 +131,12 @@ def receive_file(batch_id: int, original_name: str, chunks) -> Photo:
         raise
     except UNREADABLE_ENTRY + (OSError,) as error:
         return db_commit_with_retry(reject_file, batch_id, original_name, f"unreadable: {error}")
-    return db_commit_with_retry(add_photo, batch_id, name, content_hash, size)
+    return db_commit_with_retry(add_photo, batch_id, name, content_hash, size, user_id)
+
+
+def first_bytes(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(HEAD_BYTES)
 
 
 def is_hidden(parts: list[str] | tuple[str, ...]) -> bool:
@@ -121,7 +167,7 @@ def ingest_zip(batch_id: int, archive: Path, prefix: str = "") -> None:
     """Every entry of the zip as a file of the batch, named `prefix/entry` when a prefix is given (two
     cards zipped separately often hold the same DCIM/... names)."""
     with zipfile.ZipFile(archive) as zf:
-        for info in zf.infolist():
+        for info in bounded_entries(zf):
             if info.is_dir() or is_hidden(info.filename.replace("\\", "/").split("/")):
                 continue
             name = f"{prefix}/{info.filename}" if prefix else info.filename
@@ -148,6 +194,9 @@ def ingest_path(path: Path, label: str | None = None, batch_id: int | None = Non
     is_zip = path.is_file() and zipfile.is_zipfile(path)
     if not path.is_dir() and not is_zip:
         raise ValueError(f"{path} is neither a folder nor a zip file")
+    if is_zip:
+        with zipfile.ZipFile(path) as zf:
+            bounded_entries(zf)  # refused before any batch is made
     source_path = str(path.resolve())
     batch_id = batch_id or db_commit_with_retry(unfinished_ingest, source_path)
     if batch_id is None:
@@ -193,6 +242,9 @@ def receive_zip(batch_id: int, name: str, stream: BinaryIO, limit: int) -> str |
         return str(error)
     try:
         ingest_zip(batch_id, temp, prefix=PurePosixPath(name).stem)
+    except TooManyEntries as error:
+        db_commit_with_retry(reject_file, batch_id, name, str(error))
+        return str(error)
     except zipfile.BadZipFile:
         db_commit_with_retry(reject_file, batch_id, name, "not a readable zip file")
         return "not a readable zip file"

@@ -1,7 +1,10 @@
 """Applies the pure grouping to a batch's photos in the database: frames in, roles and people out."""
 
+from datetime import datetime
+
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from data.extensions import db
 from data.models import Batch, Person, PersonAlias, Photo, ReviewCorrection
@@ -52,35 +55,44 @@ def delivery_state(photo: Photo) -> tuple:
 
 def regroup_batch(batch_id: int) -> set[int]:
     """Group the batch's scanned photos again; return the ids of people whose delivery changed."""
-    photos = {p.id: p for p in db.session.scalars(select(Photo).where(Photo.batch_id == batch_id))}
-    before = {photo_id: delivery_state(photo) for photo_id, photo in photos.items()}
-    assignments = {
-        a.photo_id: a
-        for a in grouping.group_batch(
-            [frame_of(p) for p in photos.values()],
-            resolve=code_resolver(),
-            card_pattern=card_pattern(),
-            corrections=active_corrections(batch_id),
-        )
-    }
-    people = {
-        p.code: p
-        for p in db.session.scalars(
-            select(Person).where(Person.code.in_({c for a in assignments.values() for c in a.people}))
-        )
-    }
-    for photo_id, photo in photos.items():
-        a = assignments.get(photo_id)
-        if a is None:  # rejected or duplicate: grouping passes over it
-            photo.people = []
-            photo.group_key, photo.needs_review, photo.review_reason, photo.excluded = None, False, None, False
-            if photo.role != PhotoRole.DUPLICATE:
-                photo.role = PhotoRole.REJECTED
-            continue
-        photo.people = [people[code] for code in a.people]
-        photo.role = PhotoRole(a.role)
-        photo.group_key, photo.needs_review, photo.review_reason = a.group, a.needs_review, a.reason
-        photo.excluded = a.excluded
+    # Every write waits for the flush at the end: in a deferred transaction (the processor's) reading and grouping
+    # then hold no write lock, and a registration does not wait behind them. People load with their photos.
+    with db.session.no_autoflush:
+        photos = {
+            p.id: p
+            for p in db.session.scalars(
+                select(Photo).where(Photo.batch_id == batch_id).options(selectinload(Photo.people))
+            )
+        }
+        before = {photo_id: delivery_state(photo) for photo_id, photo in photos.items()}
+        mark_duplicates(batch_id, list(photos.values()))
+        assignments = {
+            a.photo_id: a
+            for a in grouping.group_batch(
+                [frame_of(p) for p in photos.values()],
+                resolve=code_resolver(),
+                card_pattern=card_pattern(),
+                corrections=active_corrections(batch_id),
+            )
+        }
+        people = {
+            p.code: p
+            for p in db.session.scalars(
+                select(Person).where(Person.code.in_({c for a in assignments.values() for c in a.people}))
+            )
+        }
+        for photo_id, photo in photos.items():
+            a = assignments.get(photo_id)
+            if a is None:  # rejected or duplicate: grouping passes over it
+                photo.people = []
+                photo.group_key, photo.needs_review, photo.review_reason, photo.excluded = None, False, None, False
+                if photo.role != PhotoRole.DUPLICATE:
+                    photo.role = PhotoRole.REJECTED
+                continue
+            photo.people = [people[code] for code in a.people]
+            photo.role = PhotoRole(a.role)
+            photo.group_key, photo.needs_review, photo.review_reason = a.group, a.needs_review, a.reason
+            photo.excluded = a.excluded
     db.session.flush()
     touched: set[int] = set()
     for photo_id, photo in photos.items():
@@ -89,6 +101,36 @@ def regroup_batch(batch_id: int) -> set[int]:
             touched |= before[photo_id][0] | after[0]
     mark_for_delivery(touched)
     return touched
+
+
+def shooting_order(photo: Photo) -> tuple:
+    return (photo.captured_at is None, photo.captured_at or datetime.min, photo.original_name, photo.id)
+
+
+def mark_duplicates(batch_id: int, photos: list[Photo]) -> None:
+    """Of identical files, one is kept and the others are its duplicates, whatever order they arrived in:
+    the one kept by an earlier batch, else the first of this batch in shooting order, then by name."""
+    scanned = sorted((p for p in photos if p.scan_state == ScanState.SCANNED), key=shooting_order)
+    kept_earlier = dict(
+        db.session.execute(
+            select(Photo.content_hash, func.min(Photo.id))
+            .where(
+                Photo.content_hash.in_({p.content_hash for p in scanned}),
+                Photo.batch_id < batch_id,
+                Photo.scan_state == ScanState.SCANNED,
+                Photo.role.not_in([PhotoRole.DUPLICATE, PhotoRole.REJECTED]),
+            )
+            .group_by(Photo.content_hash)
+        ).all()
+    )
+    for photo in scanned:
+        kept = kept_earlier.setdefault(photo.content_hash, photo.id)
+        if kept == photo.id:
+            photo.duplicate_of_id = None
+            if photo.role == PhotoRole.DUPLICATE:
+                photo.role = None  # grouping gives it its role
+        else:
+            photo.role, photo.duplicate_of_id = PhotoRole.DUPLICATE, kept
 
 
 def mark_for_delivery(person_ids: set[int]) -> None:

@@ -184,19 +184,27 @@
   }
 
   function serverMessage(xhr, fallback) {
+    return responseBody(xhr)?.message || fallback
+  }
+
+  // Every answer about a file carries the batch's counts after it: the page shows the server's figures.
+  function showBatchCounts(body) {
+    if (typeof body?.stored === 'number') document.getElementById('batch-stored').textContent = body.stored
+    if (typeof body?.rejected === 'number') document.getElementById('batch-rejected').textContent = body.rejected
+  }
+
+  function responseBody(xhr) {
     try {
-      return JSON.parse(xhr.responseText).message || fallback
+      return JSON.parse(xhr.responseText)
     } catch {
-      return fallback
+      return null
     }
   }
 
   uppy.on('upload-success', (file, response) => {
-    const stored = document.getElementById('batch-stored')
     if (response.body?.already_present) counts.alreadyThere += 1
     else counts.sent += 1
-    if (response.body?.zip) stored.textContent = response.body.stored
-    else if (!response.body?.already_present) stored.textContent = Number(stored.textContent) + 1
+    showBatchCounts(response.body)
     render()
   })
 
@@ -205,6 +213,7 @@
     const status = request?.status ?? 0
     if (FILE_REFUSED.has(status)) {
       refusals.set(file.id, serverMessage(request, `refused (${status})`))
+      showBatchCounts(responseBody(request))
     } else if (status >= 500) {
       showProblem(`${serverMessage(request, `The server answered ${status}.`)} Trying again.`)
     } else if (!isTransient(status)) {
@@ -227,7 +236,21 @@
     if (waiting && !stopped) scheduleRetry()
     else if (!waiting) retryRound = 0
     render()
+    if (!waiting && allIn() && !document.getElementById('upload-hold').checked) startProcessing()
   })
+
+  const allIn = () => uppy.getFiles().some((file) => file.progress.uploadComplete)
+    && uppy.getFiles().every((file) => file.progress.uploadComplete)
+
+  // The upload is complete: processing starts by itself, unless more cards are coming into this batch.
+  async function startProcessing() {
+    try {
+      await postJSON(config.completeUrl)
+      location.reload()
+    } catch (error) {
+      showProblem(error.message)
+    }
+  }
 
   function scheduleRetry() {
     if (retryTimer) return
@@ -269,12 +292,7 @@
   document.getElementById('upload-complete').addEventListener('click', async () => {
     const unfinished = uppy.getFiles().filter((file) => !file.progress.uploadComplete).length
     if (unfinished && !confirm(`${unfinished} files are not uploaded yet. Start processing without them?`)) return
-    try {
-      await postJSON(config.completeUrl)
-      location.reload()
-    } catch (error) {
-      showProblem(error.message)
-    }
+    await startProcessing()
   })
 
   window.addEventListener('beforeunload', (event) => {

@@ -744,7 +744,8 @@ def test_overlong_and_nul_exif_strings_do_not_fail_the_batch(stored, runner, tmp
 
 
 def test_web_upload_of_bad_images_is_reported_after_processing(stored, app, client, staff, frames):
-    """Through the browser path: a fake JPEG and a truncated one are accepted as files, then reported rejected."""
+    """Through the browser path: a GIF named .jpg is refused at upload by its bytes, with the reason; a truncated
+    JPEG is accepted as a file, then reported rejected by the scan."""
     batch_id = new_web_batch(client)
     uploads = {
         "cam/C_0001.JPG": tagged(frames["card-CARL"], "web"),
@@ -752,8 +753,15 @@ def test_web_upload_of_bad_images_is_reported_after_processing(stored, app, clie
         "cam/fake.jpg": b"GIF89a not really",
         "cam/cut.jpg": tagged(frames["photo-C2"], "web")[:5000],
     }
-    for name, body in uploads.items():
-        assert put_file(client, batch_id, name, body).status_code == 201
+    answers = {name: put_file(client, batch_id, name, body) for name, body in uploads.items()}
+    assert {name: answer.status_code for name, answer in answers.items()} == {
+        "cam/C_0001.JPG": 201,
+        "cam/C_0002.JPG": 201,
+        "cam/fake.jpg": 422,
+        "cam/cut.jpg": 201,
+    }
+    assert answers["cam/fake.jpg"].json["message"] == "not an image: a GIF image"
+    assert (answers["cam/fake.jpg"].json["stored"], answers["cam/fake.jpg"].json["rejected"]) == (2, 1)
     assert client.post(f"/api/batches/{batch_id}/complete").status_code == 200
     processor = Processor(app)
     try:
@@ -763,4 +771,35 @@ def test_web_upload_of_bad_images_is_reported_after_processing(stored, app, clie
     report = by_name(json.loads(app.test_cli_runner().invoke(args=["report", str(batch_id), "--json"]).stdout))
     assert report["cam/fake.jpg"]["role"] == report["cam/cut.jpg"]["role"] == "rejected"
     assert report["cam/C_0002.JPG"]["person"] == "CARL"
+    stored.assert_intact()
+
+
+def test_zip_with_more_entries_than_the_limit_is_refused_clearly(stored, app, runner, client, staff, tmp_path):
+    """A zip of more entries than INTAKE_MAX_ZIP_ENTRIES is refused whole, by upload and by ingest."""
+    app.config["MAX_ZIP_ENTRIES"] = 20
+    archive = tmp_path / "attack" / "many.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as zf:
+        for n in range(21):
+            zf.writestr(f"IMG_{n:04d}.JPG", b"\xff\xd8\xff tiny")
+    batch_id = new_web_batch(client)
+    answer = put_file(client, batch_id, "many.zip", archive.read_bytes())
+    assert answer.status_code == 422
+    assert answer.json["message"] == "the zip holds 21 entries; the limit is 20: zip each card alone"
+    result = runner.invoke(args=["ingest", str(archive)])
+    assert result.exit_code == 1 and "the zip holds 21 entries; the limit is 20" in result.output
+    stored.assert_intact()
+
+
+def test_raw_upload_with_a_form_content_type_is_refused(stored, client, staff, frames):
+    """A file PUT as multipart or urlencoded is refused with 415, never stored as a 0-byte photo."""
+    batch_id = new_web_batch(client)
+    for content_type in ("multipart/form-data; boundary=x", "application/x-www-form-urlencoded"):
+        answer = client.put(
+            f"/api/batches/{batch_id}/files",
+            data=frames["photo-C1"],
+            headers={"X-File-Name": "IMG_0001.JPG", "Content-Type": content_type},
+        )
+        assert (answer.status_code, answer.json["error"]) == (415, "form-body")
+    assert run_in_transaction(lambda: db.session.get(Batch, batch_id).photos, read_only=True) == []
     stored.assert_intact()

@@ -3,11 +3,21 @@
 import json
 import shutil
 import zipfile
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timedelta
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
+from data.database import db_commit_with_retry, run_in_transaction
+from data.extensions import db
+from data.models import Batch
+from data.states import BatchStatus, PhotoRole, ScanState
+from photo_processor import Processor
+from services.batches import create_batch, queue_batch, reopen_batch
+from services.receiving import files_in_folder, read_in_chunks, receive_file
 from tests.support.corpus import QR_PHOTOS
 from tests.support.photogen import SMALL_SIZE, make_batch, make_photo
 
@@ -249,3 +259,98 @@ def test_report_lists_files_in_natural_order(runner, roster, tmp_path):
         make_photo(folder / name, size=SMALL_SIZE, captured_at=T0 + timedelta(seconds=i))
     report = ingest(runner, folder)
     assert [e["filename"] for e in report["photos"]] == ["IMG_1.JPG", "IMG_2.JPG", "IMG_10.JPG"]
+
+
+def test_photos_are_scanned_while_their_batch_is_still_uploading(app, tmp_path):
+    """Stored files are scanned before the upload is complete; completing it only groups and exports."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",)])
+    batch_id = db_commit_with_retry(lambda: create_batch("early").id)
+    for name, path in files_in_folder(folder):
+        receive_file(batch_id, name, read_in_chunks(path))
+    processor = Processor(app)
+    try:
+        assert processor.scan_arrivals() is True
+        states = run_in_transaction(
+            lambda: (
+                {p.scan_state for p in db.session.get(Batch, batch_id).photos}
+                | {db.session.get(Batch, batch_id).status}
+            ),
+            read_only=True,
+        )
+        assert states == {ScanState.SCANNED, BatchStatus.UPLOADING}
+        assert processor.scan_arrivals() is False
+        db_commit_with_retry(queue_batch, batch_id)
+        with patch("photo_processor.scan_file", side_effect=AssertionError("scanned twice")):
+            assert processor.run_once() == batch_id
+    finally:
+        processor.close()
+    assert run_in_transaction(lambda: db.session.get(Batch, batch_id).status, read_only=True) == BatchStatus.DONE
+
+
+@pytest.mark.parametrize("arrival", ["in order", "reversed"])
+def test_of_two_identical_files_the_first_by_name_is_kept_whatever_arrived_first(app, roster, tmp_path, arrival):
+    """Identical files (same shooting time): the first by name is kept, the other is its duplicate."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",)])
+    shutil.copyfile(folder / "IMG_0002.JPG", folder / "IMG_0003.JPG")
+    files = list(files_in_folder(folder))
+    batch_id = db_commit_with_retry(lambda: create_batch("copies").id)
+    for name, path in files if arrival == "in order" else reversed(files):
+        receive_file(batch_id, name, read_in_chunks(path))
+    db_commit_with_retry(queue_batch, batch_id)
+    processor = Processor(app)
+    try:
+        assert processor.run_once() == batch_id
+    finally:
+        processor.close()
+    roles = run_in_transaction(
+        lambda: {p.original_name: (p.role, p.duplicate_of_id) for p in db.session.get(Batch, batch_id).photos},
+        read_only=True,
+    )
+    kept_id = run_in_transaction(
+        lambda: next(p.id for p in db.session.get(Batch, batch_id).photos if p.original_name == "IMG_0002.JPG"),
+        read_only=True,
+    )
+    assert roles["IMG_0002.JPG"] == (PhotoRole.PHOTO, None)
+    assert roles["IMG_0003.JPG"] == (PhotoRole.DUPLICATE, kept_id)
+
+
+class CrashedPool:
+    """A scan pool whose process died under a file."""
+
+    def submit(self, *args) -> Future:
+        future = Future()
+        future.set_exception(BrokenProcessPool("a scan process died"))
+        return future
+
+    def shutdown(self, **kwargs) -> None:
+        pass
+
+
+def test_a_scan_crash_on_an_open_upload_pauses_early_scanning_instead_of_looping(app, tmp_path):
+    """A file that kills a scan process while its batch uploads is left to the batch's run: no crash loop."""
+    folder = shoot(tmp_path / "day", [("photo",)])
+    batch_id = db_commit_with_retry(lambda: create_batch("crash").id)
+    for name, path in files_in_folder(folder):
+        receive_file(batch_id, name, read_in_chunks(path))
+    processor = Processor(app)
+    processor._pool = CrashedPool()
+    assert processor.scan_arrivals() is False
+    assert processor.scan_arrivals() is False  # paused: no new pool, no second crash
+    assert processor._pool is None
+
+
+def test_a_replaced_photo_is_delivered_with_its_new_bytes(app, runner, roster, tmp_path):
+    """Other bytes under a delivered photo's name: after the batch runs again, the person's folder holds them."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",)])
+    batch_id = ingest(runner, folder)["batch"]
+    newer = make_photo(tmp_path / "newer.JPG", size=SMALL_SIZE, seed=99, captured_at=T0)
+    db_commit_with_retry(reopen_batch, batch_id)
+    receive_file(batch_id, "IMG_0002.JPG", read_in_chunks(newer))
+    db_commit_with_retry(queue_batch, batch_id)
+    processor = Processor(app)
+    try:
+        assert processor.run_once() == batch_id
+    finally:
+        processor.close()
+    delivered = Path(app.config["DATA_DIR"]) / "export" / "ANNA Anna Berg" / "IMG_0002.JPG"
+    assert delivered.read_bytes() == newer.read_bytes()

@@ -1,16 +1,20 @@
 """The processor's claim, lease and housekeeping, without images."""
 
 import os
+import sqlite3
 import time
 from datetime import datetime, timedelta
 
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Batch
+from data.states import PhotoRole
 from data.storage import incoming_dir, sweep_incoming
-from photo_processor import Processor, claim_next_batch
+from engine import grouping
+from photo_processor import Processor, claim_next_batch, regroup
 from services.batches import queue_batch
-from tests.support.factories import make_batch
+from tests.support.apps import sqlite_file
+from tests.support.factories import make_batch, make_scanned_batch
 from tests.support.waiting import wait_for
 
 
@@ -58,3 +62,28 @@ def test_sweep_removes_only_stale_partial_uploads(app):
     os.utime(stale, (hour_ago, hour_ago))
     assert sweep_incoming() == 1
     assert not stale.exists() and fresh.exists()
+
+
+def test_grouping_holds_no_write_lock_while_it_reads_and_groups(app, monkeypatch):
+    """Another writer commits at once while the processor groups a batch; the grouping is then redone as a writer."""
+    batch_id, _ = make_scanned_batch([("card", "ANNA"), ("photo",)])
+    db_commit_with_retry(queue_batch, batch_id)
+    assert db_commit_with_retry(claim_next_batch, "grouper", 60) == batch_id
+    other_writer = sqlite3.connect(sqlite_file(app), timeout=0.2, isolation_level=None)
+    calls = []
+    group_batch = grouping.group_batch
+
+    def group_while_another_writes(*args, **kwargs):
+        if not calls:
+            other_writer.execute("INSERT INTO setting (key, value) VALUES ('probe', '1')")
+        calls.append(1)
+        return group_batch(*args, **kwargs)
+
+    monkeypatch.setattr(grouping, "group_batch", group_while_another_writes)
+    try:
+        db_commit_with_retry(regroup, batch_id, "grouper", 60, read_only=True)
+    finally:
+        other_writer.close()
+    assert len(calls) == 2
+    roles = run_in_transaction(lambda: [p.role for p in db.session.get(Batch, batch_id).photos], read_only=True)
+    assert roles == [PhotoRole.SEPARATOR, PhotoRole.PHOTO]

@@ -11,15 +11,16 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from data import storage
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
-from data.models import Batch, Photo
-from data.states import BatchStatus, PhotoRole
+from data.models import AuditLog, Batch, Photo, ReviewCorrection
+from data.states import BatchStatus, PhotoRole, UserRole
+from services import corrections
 from tests.support.apps import build_app
-from tests.support.factories import PASSWORD, make_batch, make_user
+from tests.support.factories import PASSWORD, login, make_batch, make_user
 from tests.support.photogen import SMALL_SIZE, make_photo
 
 
@@ -135,7 +136,7 @@ def test_upload_stores_files_by_hash_under_their_relative_names(app, client, sta
 
 def test_same_file_again_is_reported_and_kept_once(client, staff, batch_id, photos):
     """The same name and bytes again changes nothing (200, already_present); the bytes under another name
-    are recorded as a duplicate."""
+    are said to be a copy, and kept as a file until grouping decides which of the two is the duplicate."""
     first = put_file(client, batch_id, "card/IMG_0001.JPG", photos[0].read_bytes())
     again = put_file(client, batch_id, "card/IMG_0001.JPG", photos[0].read_bytes())
     assert again.status_code == 200
@@ -144,8 +145,7 @@ def test_same_file_again_is_reported_and_kept_once(client, staff, batch_id, phot
     copy = put_file(client, batch_id, "card/copy of IMG_0001.JPG", photos[0].read_bytes())
     assert copy.status_code == 201
     assert (copy.json["already_present"], copy.json["duplicate"]) == (False, True)
-    roles = [row.role for row in photo_rows(batch_id)]
-    assert roles == [None, PhotoRole.DUPLICATE]
+    assert [row.role for row in photo_rows(batch_id)] == [None, None]
 
 
 def test_present_lists_only_same_name_and_same_content(client, staff, batch_id, photos):
@@ -352,3 +352,92 @@ def test_full_disk_is_not_the_files_fault(client, staff, batch_id, photos, monke
     assert response.status_code == 507
     assert response.json == {"error": "disk-full", "message": "the data disk is full: free space, then resume"}
     assert photo_rows(batch_id) == []
+
+
+def test_the_new_batch_form_sent_twice_makes_one_batch(client, staff):
+    """A double click on "Create and upload" sends the form's one-time token twice: one batch, one page."""
+    token = re.search(r'name="form_token" value="([^"]+)"', client.get("/batches/new").text).group(1)
+    first, second = (client.post("/batches", data={"label": "Camera 1", "form_token": token}) for _ in range(2))
+    assert first.headers["Location"] == second.headers["Location"]
+    assert read(lambda: db.session.scalar(select(func.count()).select_from(Batch))) == 1
+
+
+def processed(batch_id: int, owner_id: int | None) -> None:
+    """The batch as the processor leaves it: done, with its owner."""
+
+    def finish():
+        batch = db.session.get(Batch, batch_id)
+        batch.created_by_id = owner_id
+        batch.move_to(BatchStatus.QUEUED)
+        batch.move_to(BatchStatus.PROCESSING)
+        batch.move_to(BatchStatus.DONE)
+        batch.started_at = batch.finished_at = batch.created_at
+
+    db_commit_with_retry(finish)
+
+
+def audit_actions() -> list[tuple[str, int | None]]:
+    return read(
+        lambda: [(row.action, row.user_id) for row in db.session.scalars(select(AuditLog).order_by(AuditLog.id))]
+    )
+
+
+def test_a_processed_batch_is_changed_only_by_its_owner_or_an_admin(app, client, batch_id, photos):
+    """Another staff member cannot reopen, add to or complete a processed batch; the owner can, audited."""
+    owner = make_user("owner")
+    make_user("other")
+    processed(batch_id, owner.id)
+    login(client, "other")
+    assert client.post(f"/api/batches/{batch_id}/reopen").status_code == 403
+    assert client.post(f"/api/batches/{batch_id}/complete").status_code == 403
+    login(client, "owner")
+    assert client.post(f"/api/batches/{batch_id}/reopen").status_code == 200
+    login(client, "other")
+    refused = put_file(client, batch_id, "IMG_0001.JPG", photos[0].read_bytes())
+    assert (refused.status_code, refused.json["error"]) == (403, "not-yours")
+    login(client, "owner")
+    assert put_file(client, batch_id, "IMG_0001.JPG", photos[0].read_bytes()).status_code == 201
+    assert audit_actions() == [("batch.reopened", owner.id), ("photo.added", owner.id)]
+
+
+def test_a_replaced_photo_keeps_its_corrections_and_its_old_bytes(app, client, staff, batch_id, photos):
+    """Other bytes under a kept name: same photo row (corrections stay), old original kept, replacement audited."""
+    first = put_file(client, batch_id, "IMG_0001.JPG", photos[0].read_bytes())
+    old_hash = first.json["sha256"]
+    db_commit_with_retry(corrections.correct, batch_id, [first.json["photo_id"]], "exclude", None, None)
+    again = put_file(client, batch_id, "IMG_0001.JPG", photos[1].read_bytes())
+    assert (again.status_code, again.json["photo_id"]) == (201, first.json["photo_id"])
+    assert read(lambda: db.session.scalar(select(func.count()).select_from(ReviewCorrection))) == 1
+    assert storage.original_path(old_hash, ".jpg").read_bytes() == photos[0].read_bytes()
+    entry = read(lambda: db.session.scalar(select(AuditLog).where(AuditLog.action == "photo.replaced")))
+    assert (entry.before["sha256"], entry.after["sha256"]) == (old_hash, sha256(photos[1]))
+
+
+def test_admins_delete_empty_or_abandoned_batches_only(app, client, batch_id, photos):
+    """An admin deletes an abandoned upload (audited); a finished batch stays; staff cannot delete at all."""
+    make_user("admin", UserRole.ADMIN)
+    make_user()
+    login(client)
+    assert client.post(f"/batches/{batch_id}/delete").status_code in (302, 403)
+    login(client, "admin")
+    assert put_file(client, batch_id, "IMG_0001.JPG", photos[0].read_bytes()).status_code == 201
+    assert "Delete this batch" in client.get(f"/batches/{batch_id}/upload").text
+    done = make_batch("finished").id
+    put_file(client, done, "IMG_0001.JPG", photos[0].read_bytes())
+    processed(done, None)
+    assert client.post(f"/batches/{done}/delete").status_code == 409
+    assert client.post(f"/batches/{batch_id}/delete").status_code == 303
+    assert read(lambda: (db.session.get(Batch, batch_id), db.session.get(Batch, done) is not None)) == (None, True)
+    assert photo_rows(batch_id) == []
+    assert [action for action, _ in audit_actions()] == ["batch.deleted"]
+
+
+def test_dashboard_shows_upload_progress_while_files_arrive(client, staff, batch_id, photos):
+    """While a batch uploads, the dashboard data and page count the files in (and refused), not "0/0"."""
+    for path in photos[:2]:
+        put_file(client, batch_id, path.name, path.read_bytes())
+    put_file(client, batch_id, "notes.jpg", b"%PDF-1.4")
+    row = next(b for b in client.get("/api/dashboard").json["batches"] if b["id"] == batch_id)
+    assert (row["status"], row["received"], row["errors"], row["scanned"]) == ("uploading", 2, 1, 0)
+    assert row["last_file_at"]
+    assert "2 files in, 0 scanned" in client.get("/").text

@@ -109,6 +109,7 @@ def test_uploads_resume_by_themselves_when_the_network_comes_back(server, contex
     (folder / "DCIM" / "100CANON" / "IMG_0001.CR3").write_bytes(b"raw sensor data")
     page = new_page(context, server)
     batch_id = log_in_and_create_batch(page, server.url)
+    page.check("#upload-hold")  # these tests complete the batch themselves
     gate = Gate(open_for=4)
     page.route(FILES_ROUTE, gate)
     add_folder(page, folder)
@@ -133,6 +134,7 @@ def test_uploads_resume_by_themselves_when_the_network_comes_back(server, contex
     puts = []
     again.on("request", lambda request: puts.append(request.url) if request.method == "PUT" else None)
     again.goto(page.url)
+    again.check("#upload-hold")
     add_folder(again, folder)
     counters = wait_for_summary(again, "s.done == 12 && s.alreadyThere == 12")
     assert (counters["sent"], puts) == (0, [])
@@ -144,6 +146,7 @@ def test_after_a_server_crash_adding_the_folder_again_sends_only_the_missing_fil
     folder = folder_of_photos(tmp_path, 20)
     page = new_page(context, server)
     batch_id = log_in_and_create_batch(page, server.url)
+    page.check("#upload-hold")  # these tests complete the batch themselves
     upload_url = page.url
     gate = Gate(open_for=8)
     page.route(FILES_ROUTE, gate)
@@ -159,6 +162,7 @@ def test_after_a_server_crash_adding_the_folder_again_sends_only_the_missing_fil
     responses = []
     page.on("response", lambda r: responses.append(r.status) if r.request.method == "PUT" else None)
     page.goto(upload_url)
+    page.check("#upload-hold")
     assert page.inner_text("#batch-stored") == "8"
     add_folder(page, folder)
     counters = wait_for_summary(page, "s.done == 20")
@@ -188,6 +192,7 @@ def test_real_server_refuses_two_gigabytes_from_the_header(server, context):
     """A 2 GB PUT is answered 413 at once; gunicorn closes the connection instead of reading the body."""
     page = new_page(context, server)
     batch_id = log_in_and_create_batch(page, server.url)
+    page.check("#upload-hold")  # these tests complete the batch themselves
     token = page.get_attribute("#upload-page", "data-csrf")
     cookie = "; ".join(f"{c['name']}={c['value']}" for c in context.cookies())
     request = (
@@ -212,6 +217,7 @@ def test_a_closed_batch_stops_the_upload_with_the_reason(server, context, tmp_pa
     does not keep resending them."""
     page = new_page(context, server)
     log_in_and_create_batch(page, server.url)
+    page.check("#upload-hold")  # these tests complete the batch themselves
     add_folder(page, folder_of_photos(tmp_path / "first", 1))
     wait_for_summary(page, "s.done == 1")
     status = page.evaluate("""async () => {
@@ -231,3 +237,16 @@ def test_a_closed_batch_stops_the_upload_with_the_reason(server, context, tmp_pa
     page.wait_for_timeout(3000)  # longer than the first automatic retry would wait
     assert puts == [409] * 3
     assert "Upload interrupted" not in page.inner_text("#upload-summary")
+
+
+def test_processing_starts_by_itself_when_every_file_is_in(server, context, tmp_path):
+    """Without "more cards are coming", the batch is queued as soon as the last file is in, and the page says so."""
+    folder = folder_of_photos(tmp_path, 3)
+    page = new_page(context, server)
+    batch_id = log_in_and_create_batch(page, server.url)
+    (folder / "DCIM" / "100CANON" / "notes.jpg").write_bytes(b"%PDF-1.4 not a photo")
+    add_folder(page, folder)
+    page.wait_for_selector("#upload-reopen")
+    assert (page.inner_text("#batch-status"), page.inner_text("#batch-stored")) == ("queued", "3")
+    assert page.inner_text("#batch-rejected") == "1"
+    assert server.report(batch_id)["status"] == "queued"

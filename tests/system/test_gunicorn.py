@@ -1,12 +1,15 @@
 """The app under real gunicorn workers with the background processor."""
 
+import json
 import os
 import signal
 import urllib.request
 
 import pytest
 
+from tests.support.factories import PASSWORD
 from tests.support.liveserver import gunicorn
+from tests.support.loadgen import Tally, create_batch, logged_in, uploader
 from tests.support.photogen import make_batch
 from tests.support.waiting import wait_for
 
@@ -60,3 +63,21 @@ def test_killed_processor_worker_is_taken_over(database_url, data_dir, tmp_path)
         assert len(names) == len(set(names)) == 40
         assert [e["person"] for e in report["photos"]] == [f"P{i // 5}" for i in range(40)]
         assert server.flask("verify").returncode == 0
+
+
+def test_processor_in_gunicorn_scans_files_while_the_upload_goes_on(database_url, data_dir, tmp_path):
+    """Files uploaded to a batch still open are scanned by the gunicorn processor before anyone completes it."""
+    with gunicorn(data_dir, database_url) as server:
+        assert server.flask("create-user", "staff", "--role", "staff", "--password-stdin", input_text=PASSWORD + "\n")
+        paths = make_batch(tmp_path / "day", [("photo",), ("photo",)], size=(1200, 800))
+        batch_id = create_batch(server.url, ("staff", PASSWORD), "open")
+        tally = Tally()
+        uploader(server.url, ("staff", PASSWORD), batch_id, [(p.name, p) for p in paths], tally)
+        assert sorted(tally.statuses["upload"]) == [201, 201]
+        client = logged_in(server.url, ("staff", PASSWORD))
+
+        def row() -> dict:
+            return next(b for b in json.loads(client.request("GET", "/api/dashboard").body)["batches"])
+
+        scanned = wait_for(lambda: (r := row())["scanned"] == 2 and r, 60, "the open batch's files to be scanned")
+        assert scanned["status"] == "uploading"

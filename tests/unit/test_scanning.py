@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 import struct
 import zlib
 from datetime import datetime
@@ -11,7 +12,8 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from engine.scanning import ScanResult, scan_file, scan_files
+from engine.filetypes import HEAD_BYTES, refusal
+from engine.scanning import SCAN_NICENESS, ScanResult, scan_file, scan_files, scan_pool
 from tests.support.corpus import QR_PHOTOS
 from tests.support.photogen import SMALL_SIZE, make_photo
 
@@ -205,3 +207,31 @@ def test_jpeg_bytes_after_the_end_marker_are_fine(card_jpeg, tmp_path):
     path = tmp_path / "tail.jpg"
     path.write_bytes(card_jpeg.read_bytes() + b"\0trailer")
     assert scan_file(path).qr_texts == (CARD,)
+
+
+def test_scan_pool_workers_are_started_and_run_nicer_than_their_parent():
+    """Every scan process is up when scan_pool returns, at a lower CPU priority than the web workers."""
+    pool = scan_pool(2)
+    try:
+        niceness = {pool.submit(os.nice, 0).result() for _ in range(4)}
+        assert len(pool._processes) == 2
+    finally:
+        pool.shutdown()
+    assert niceness == {min(os.nice(0) + SCAN_NICENESS, 19)}
+
+
+@pytest.mark.parametrize(
+    ("head", "reason"),
+    [
+        (b"%PDF-1.4\n%", "not an image: a PDF document"),
+        (b"", "empty file"),
+        (b"GIF89a not really", "not an image: a GIF image"),
+        (b"this is not a photo\n", "not an image: not a JPEG, PNG, HEIC, TIFF or WebP file"),
+        (b"\xff\xd8\xff\xe1\x00\x10Exif", None),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00", None),
+        (b"RIFF\x10\x00\x00\x00WEBPVP8 ", None),
+    ],
+)
+def test_file_type_is_told_by_its_first_bytes(head, reason):
+    """A file is kept or refused by its signature, whatever its name says, with the reason."""
+    assert refusal(head[:HEAD_BYTES]) == reason
