@@ -66,19 +66,8 @@ def register():
         )
     except signup.RegistrationLimited as error:
         return form_page(form, fields, [str(error)], 429)
-    if result.grant is not None:
-        session["card_grants"] = [*session.get("card_grants", [])[-(GRANTS_KEPT - 1) :], result.grant]
-        return redirect(url_for("registration.card", code=result.person.code))
-    if signup.granted_card(session.get("card_grants", []), result.person.code) is not None:
-        return redirect(url_for("registration.card", code=result.person.code, existing=1))
-    # Knowing someone's email must not be enough to get their card, nor to learn that they registered.
-    signup.request_card_by_email(result.person)
-    return redirect(url_for("registration.sent"))
-
-
-@bp.get("/register/sent")
-def sent():
-    return render_template("registration/sent.html")
+    session["card_grants"] = [*session.get("card_grants", [])[-(GRANTS_KEPT - 1) :], result.grant]
+    return redirect(url_for("registration.card", code=result.person.code))
 
 
 def private(response: Response) -> Response:
@@ -108,7 +97,6 @@ def card(code: str):
         "registration/card.html",
         person=person,
         svg=Markup(card_svg(person.code)),
-        existing=bool(request.args.get("existing")),
         once=grant is not None and grant.once,
     )
     return private(Response(page))

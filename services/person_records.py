@@ -96,6 +96,8 @@ def delete_person(person: Person, user_id: int | None) -> None:
 
 def same_child(a: Person, b: Person) -> str | None:
     """Why two records with the same name look like one child, or None."""
+    if a.email and b.email and a.email.lower() == b.email.lower():
+        return "same name under one e-mail address"
     if a.group_name and a.group_name == b.group_name:
         return f"same name in group {a.group_name}"
     if a.email and b.email and a.email.lower() != b.email.lower():

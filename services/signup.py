@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 
 from data.database import upsert
 from data.extensions import db
-from data.models import AuditLog, CardGrant, Person, RateEvent, RegistrationSubmission, utcnow
+from data.models import CardGrant, Person, RateEvent, RegistrationSubmission, utcnow
 from data.states import PersonSource
 from data.stored_settings import read_setting, write_setting
 
@@ -38,11 +38,10 @@ class RegistrationLimited(Exception):
 
 @dataclass(frozen=True)
 class Registration:
-    """What a posted form did: the person, and for a card this browser may see, the grant's token."""
+    """What a posted form did: the person, and the grant that lets this browser see their card."""
 
     person: Person
-    grant: str | None
-    created: bool
+    grant: str
 
 
 def new_code() -> str:
@@ -54,10 +53,6 @@ def new_code() -> str:
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
-
-
-def find_by_email(email: str) -> Person | None:
-    return db.session.scalar(select(Person).where(func.lower(Person.email) == normalize_email(email)))
 
 
 def registration_is_open() -> bool:
@@ -93,15 +88,12 @@ def set_registration_fields(labels: list[str]) -> None:
     write_setting(REGISTRATION_FIELDS, labels)
 
 
-def register_person(
-    name: str, email: str, group: str | None, consent: bool, extra: dict | None = None
-) -> tuple[Person, bool]:
-    """Return (person, created). The same email registers once: the existing card is offered back."""
+def register_person(name: str, email: str, group: str | None, consent: bool, extra: dict | None = None) -> Person:
+    """A new person with a new card. One e-mail may register several people (a parent, each child); the same
+    child registered twice is flagged for an admin to merge (person_records.likely_duplicates). So a known
+    e-mail gets the same answer as a new one, and knowing an address shows nobody's card."""
     if not registration_is_open():
         raise RegistrationClosed("Registration is closed.")
-    existing = find_by_email(email)
-    if existing is not None:
-        return existing, False
     person = Person(
         code=new_code(),
         name=name.strip(),
@@ -113,7 +105,7 @@ def register_person(
     )
     db.session.add(person)
     db.session.flush()
-    return person, True
+    return person
 
 
 def shared_device_mode() -> bool:
@@ -180,25 +172,17 @@ def card_shown(grant: CardGrant) -> None:
         grant.shown_at = utcnow()
 
 
-def request_card_by_email(person: Person) -> None:
-    """THE HOOK FOR E-MAIL DELIVERY (issue 12): someone registered again with this person's address, so
-    the card goes to that address, never to the browser that asked. Until e-mail is built, the request
-    is recorded in the audit log, where staff can see it."""
-    db.session.add(AuditLog(action="card_email_requested", entity="person", entity_id=person.id))
-
-
 def submit_registration(form: dict, key: str, ip: str, per_address: int, overall: int) -> Registration:
-    """One posted registration form: the same key posted again soon answers as the first post did; a new
-    email registers a person; a known email gets its card by e-mail, not here."""
+    """One posted registration form: the same key posted again soon answers as the first post did (a double
+    click, a retry after a dropped connection); any other post registers a person."""
     once = shared_device_mode()
     count_registration(ip, per_address, overall)  # replays count too: a refused post has written nothing
     submission = claim_submission(key)
     fresh = submission is not None and submission.created_at >= utcnow() - REPLAY_WINDOW
     if submission is not None and submission.person_id is not None and fresh:
         person = db.session.get(Person, submission.person_id)
-        return Registration(person, grant_card(person, once), created=False)
-    person, created = register_person(form["name"], form["email"], form["group"], form["consent"], form["extra"])
-    if created and submission is not None:
-        # Only a new registration is replayed: a known email's answer never includes the card.
+        return Registration(person, grant_card(person, once))
+    person = register_person(form["name"], form["email"], form["group"], form["consent"], form["extra"])
+    if submission is not None:
         submission.person_id = person.id
-    return Registration(person, grant_card(person, once) if created else None, created)
+    return Registration(person, grant_card(person, once))

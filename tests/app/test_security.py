@@ -22,7 +22,6 @@ from tests.support.factories import PASSWORD, login, make_person, make_scanned_b
 # Rules anyone may use. Everything else in app.url_map must refuse an anonymous visitor.
 PUBLIC_RULES = {
     "/register",
-    "/register/sent",
     "/login",
     "/card/<code>",
     "/card/<code>.png",
