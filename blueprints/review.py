@@ -1,6 +1,6 @@
 """Review and rework: look at a batch, correct it, undo, re-run; a person's photos."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from blueprints.web import admin_required, staff_required
@@ -14,8 +14,6 @@ from services.directory import person_for_code
 
 bp = Blueprint("review", __name__)
 
-# An action on more photos than this asks "are you sure?" first (review.js reads it from the page).
-CONFIRM_OVER = 20
 RERUNS = {"rescan": corrections.rescan_batch, "regroup": queue_batch, "redeliver": corrections.redeliver_batch}
 
 
@@ -41,7 +39,7 @@ def batch(batch_id: int):
         view=corrections.review_view(batch_id),
         summary=overview.batch_rows(batch_id=batch_id)[0],
         kind_labels=corrections.KIND_LABELS,
-        confirm_over=CONFIRM_OVER,
+        confirm_over=current_app.config["REVIEW_CONFIRM_OVER"],
     )
 
 

@@ -78,6 +78,8 @@ class Config:
         self.PUBLIC_URL = env_str("INTAKE_PUBLIC_URL", "").rstrip("/")
         self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
         self.MAX_UPLOAD_BYTES = env_int("INTAKE_MAX_UPLOAD_MB", 200) * 1024 * 1024
+        # A review action on more photos than this asks for a confirmation first.
+        self.REVIEW_CONFIRM_OVER = env_int("INTAKE_REVIEW_CONFIRM_OVER", 20)
         self.ROSTER_MAX_BYTES = env_int("INTAKE_ROSTER_MAX_MB", 5) * 1024 * 1024
         self.MAX_ZIP_UPLOAD_BYTES = env_int("INTAKE_MAX_ZIP_MB", 16384) * 1024 * 1024
         # Every other request (headers and body) must arrive within this long and be at most this large:

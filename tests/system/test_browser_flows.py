@@ -26,7 +26,9 @@ def served(tmp_path_factory, sqlite_template):
     folder = tmp_path_factory.mktemp("flows")
     shutil.copyfile(sqlite_template, folder / "intake.sqlite3")
     (folder / "data").mkdir()
-    with gunicorn(folder / "data", f"sqlite:///{folder / 'intake.sqlite3'}", workers=1) as server:
+    # Actions on more than 2 photos ask first, so a small seeded day can show the confirmation.
+    database_url = f"sqlite:///{folder / 'intake.sqlite3'}"
+    with gunicorn(folder / "data", database_url, workers=1, INTAKE_REVIEW_CONFIRM_OVER="2") as server:
         app = walk_app(server)
         yield server, seed_photo_day(app, server, folder)
 
@@ -174,4 +176,26 @@ def test_staff_open_a_photo_large_with_its_view_button(served, browser, size):
     assert "IMG_0005.JPG" not in page.locator("#viewer-title").inner_text()
     page.keyboard.press("Escape")
     assert not page.locator("#viewer").is_visible()
+    context.close()
+
+
+def test_an_action_on_many_photos_asks_first(served, browser):
+    """An action on more photos than the threshold asks first: "no" changes nothing, "yes" applies it."""
+    server, day = served
+    context = browser.new_context(viewport=SIZES["laptop"], bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    log_in(page, server.url, *ACCOUNTS["admin"])
+    page.goto(f"{server.url}/batches/{day.batch_id}/review")
+    run = page.locator("h3", has_text="ANNA").locator("xpath=following-sibling::div[1]")
+    run.locator(".thumb[data-name='IMG_0002.JPG'] input").click()
+    run.locator(".thumb[data-name='IMG_0004.JPG'] input").click(modifiers=["Shift"])
+    page.fill("#code", "ANNA")
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.click("#correct-form button[type=submit]")
+    assert asked == ["Apply this to 3 photos?"] and "photo(s) changed" not in page.content()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#correct-form button[type=submit]")
+    page.wait_for_selector("text=photo(s) changed")
     context.close()
