@@ -88,17 +88,21 @@ def not_yours(batch_id: int):
     )
 
 
+def changeable(batch_id: int):
+    """(the batch's status, None) when it exists and this user may change it, else (None, the refusal)."""
+    access = batches.batch_access(batch_id, current_user)
+    if access is None:
+        return None, no_batch(batch_id)
+    status, allowed = access
+    return (status, None) if allowed else (None, not_yours(batch_id))
+
+
 def closed_batch(batch_id: int):
     """An error response unless the batch exists, takes files and this user may change it."""
-    access = run_in_transaction(batches.batch_access, batch_id, current_user, read_only=True)
-    if access is None:
-        return no_batch(batch_id)
-    status, allowed = access
-    if not allowed:
-        return not_yours(batch_id)
-    if status != BatchStatus.UPLOADING:
+    status, refusal = run_in_transaction(changeable, batch_id, read_only=True)
+    if refusal is None and status != BatchStatus.UPLOADING:
         return json_error(409, "batch-closed", f"Batch {batch_id} is {status}; reopen it to add files.")
-    return None
+    return refusal
 
 
 @bp.route("/batches/<int:batch_id>/files", methods=["PUT", "POST"])
@@ -158,12 +162,9 @@ def photo_response(photo: Photo, kept_before: tuple[str, int] | None):
 @db_retry
 def complete(batch_id: int):
     """Hand the batch to the processor. Idempotent: a batch already queued or further along stays as it is."""
-    access = batches.batch_access(batch_id, current_user)
-    if access is None:
-        return no_batch(batch_id)
-    status, allowed = access
-    if not allowed:
-        return not_yours(batch_id)
+    status, refusal = changeable(batch_id)
+    if refusal:
+        return refusal
     counts = batches.batch_counts(batch_id)
     if status == BatchStatus.UPLOADING:
         if counts["stored"] == 0:
@@ -177,11 +178,8 @@ def complete(batch_id: int):
 @db_retry
 def reopen(batch_id: int):
     """Take more files into a batch (a resumed or extended upload); it is queued again on complete."""
-    access = batches.batch_access(batch_id, current_user)
-    if access is None:
-        return no_batch(batch_id)
-    if not access[1]:
-        return not_yours(batch_id)
+    if refusal := changeable(batch_id)[1]:
+        return refusal
     try:
         batch = batches.reopen_batch(batch_id, current_user.id)
     except InvalidTransition:

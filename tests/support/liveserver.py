@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.apps import REPO, app_environment
+from tests.support.processes import children_of
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -89,15 +90,7 @@ class LiveServer:
         return json.loads(result.stdout)
 
     def worker_pids(self) -> list[int]:
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid:
-                pids.append(int(stat.parent.name))
-        return pids
+        return children_of(self.process.pid)
 
     def processor_pid(self) -> int | None:
         """The worker holding the host's processor lock (from /proc/locks)."""

@@ -30,6 +30,7 @@ from services.batches import queue_batch
 from tests.support.factories import PASSWORD, login, make_user
 from tests.support.liveserver import gunicorn
 from tests.support.photogen import SMALL_SIZE, make_photo
+from tests.support.processes import session_members
 from tests.support.waiting import wait_for
 from tests.support.webclient import WebClient
 
@@ -406,19 +407,6 @@ def owner_pid(owner: str | None) -> int | None:
     return int(owner.split(":")[1]) if owner else None
 
 
-def session_processes(leader: int) -> list[int]:
-    """Processes still in the server's session (gunicorn started it as the session leader)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == leader and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
 def kill_the_processor(server, batch_state, batch_id: int, times: int, timeout: float) -> list[float]:
     """Each round: wait for scan progress, SIGKILL the worker holding the batch, wait for another to claim it.
     Returns the seconds from each kill to the takeover; checks no claim came before the lease ran out."""
@@ -500,7 +488,7 @@ def test_processor_worker_killed_three_times_mid_batch(database_url, data_dir, t
             wait_for(lambda: batch_state(batch_id).status in ("done", "failed"), 120, "the batch to finish", 0.5)
             final, report, verify = batch_state(batch_id), server.report(batch_id), server.flask("verify")
     finally:
-        orphans = session_processes(leader) if leader else []
+        orphans = session_members(leader) if leader else []
         for pid in orphans:  # started by this test's server: never leave them running
             os.kill(pid, signal.SIGKILL)
     with capsys.disabled():

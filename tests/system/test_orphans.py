@@ -4,33 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.support.apps import REPO, app_environment
 from tests.support.photogen import SMALL_SIZE, make_batch
+from tests.support.processes import children_of, session_members
 from tests.support.waiting import wait_for
-
-
-def session_members(leader: int) -> list[int]:
-    """Live processes in the session the killed processor led (its scan workers inherit it)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == leader and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 @pytest.mark.parametrize("stage", ["pool", "scan", "export"])
