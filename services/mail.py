@@ -31,10 +31,14 @@ def connect() -> smtplib.SMTP:
         smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=tls_context())
     else:
         smtp = smtplib.SMTP(host, port, timeout=timeout)
+    try:
         if config["SMTP_SECURITY"] == "starttls":
             smtp.starttls(context=tls_context())
-    if config["SMTP_USER"]:
-        smtp.login(config["SMTP_USER"], config["SMTP_PASSWORD"])
+        if config["SMTP_USER"]:
+            smtp.login(config["SMTP_USER"], config["SMTP_PASSWORD"])
+    except BaseException:
+        smtp.close()
+        raise
     return smtp
 
 

@@ -32,7 +32,7 @@ def send_until_delivered(mailbox: Mailbox, count: int = 1) -> list:
 def mail_on(app, tmp_path):
     """An SMTP server that requires STARTTLS and AUTH, and the app sending through it."""
     mailbox = Mailbox()
-    with smtp_server(mailbox, starttls_in=tmp_path) as server:
+    with smtp_server(mailbox, certificate_in=tmp_path) as server:
         app.config.update(smtp_settings(server), PUBLIC_URL="https://photos.school.example")
         yield mailbox
 
@@ -142,3 +142,47 @@ def test_a_message_is_failed_after_the_last_allowed_attempt(app, client):
         wait_for(lambda: outbox.send_due()["failed"], WAIT, "the message to fail")
         [row] = outbox_rows()
         assert row.state == MailState.FAILED and row.attempts == 2 and mailbox.data_commands == 2
+
+
+def test_implicit_tls_with_auth_delivers(app, client, tmp_path):
+    """SMTP_SECURITY=tls speaks TLS from the first byte (port 465 style), then logs in and sends."""
+    mailbox = Mailbox()
+    with smtp_server(mailbox, certificate_in=tmp_path, security="tls") as server:
+        app.config.update(smtp_settings(server))
+        register(client, email="ann@example.com")
+        [message] = send_until_delivered(mailbox)
+        assert message["To"] == "ann@example.com" and mailbox.logins == ["intake"]
+
+
+def test_a_message_whose_sender_died_is_sent_once_its_claim_runs_out(app, client):
+    """A claim left by a sender that died mid-send is taken over after it expires, and the message is sent."""
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as server:
+        app.config.update(smtp_settings(server), SMTP_TIMEOUT_SECONDS=0.05)
+        register(client, email="ann@example.com")
+        assert db_commit_with_retry(outbox.claim_next) is not None  # ...and the sender dies here
+        assert outbox_rows()[0].state == MailState.SENDING
+        [message] = send_until_delivered(mailbox)
+        assert message["To"] == "ann@example.com" and outbox_rows()[0].attempts == 2
+
+
+def test_the_processor_delivery_thread_sends_queued_mail(app, client):
+    """The processor's e-mail thread (run_every with outbox.send_due) sends a queued card on its own."""
+    import threading
+
+    from photo_processor import DELIVERY_THREADS, run_every
+
+    mailbox = Mailbox()
+    with smtp_server(mailbox) as server:
+        app.config.update(smtp_settings(server), MAIL_SEND_SECONDS=0.05)
+        register(client, email="ann@example.com")
+        [(_, work, key)] = [thread for thread in DELIVERY_THREADS if thread[0] == "intake-mail"]
+        stop = threading.Event()
+        sender = threading.Thread(target=run_every, args=(app, stop, work, key), daemon=True)
+        sender.start()
+        try:
+            wait_for(mailbox.messages, WAIT, "the processor thread to send the card")
+        finally:
+            stop.set()
+            sender.join(timeout=WAIT)
+        assert not sender.is_alive()

@@ -68,6 +68,7 @@ class RunningServer:
     port: int
     mailbox: Mailbox
     ca_file: str = ""
+    security: str = "none"
 
 
 def free_port() -> int:
@@ -107,28 +108,29 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def smtp_server(mailbox: Mailbox, starttls_in: Path | None = None):
-    """Serve `mailbox` until the block ends; with `starttls_in` (a folder for the certificate) the server
-    requires STARTTLS and then AUTH before it takes any message."""
+def smtp_server(mailbox: Mailbox, certificate_in: Path | None = None, security: str = "starttls"):
+    """Serve `mailbox` until the block ends. With `certificate_in` (a folder for the certificate) the server
+    speaks TLS, by STARTTLS (required, then AUTH required) or (security="tls") from the first byte."""
     import ssl
 
     options: dict = {}
     ca_file = ""
-    if starttls_in is not None:
-        cert, key = self_signed(starttls_in)
+    if certificate_in is not None:
+        cert, key = self_signed(certificate_in)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        options = {
-            "tls_context": context,
-            "require_starttls": True,
-            "auth_required": True,
-            "authenticator": mailbox.authenticate,
-        }
+        # aiosmtpd 1.4 counts only STARTTLS as encrypted: under implicit TLS it offers AUTH only when told
+        # TLS is not needed for it, and then refuses to require AUTH (the test checks the login instead).
+        implicit = {"ssl_context": context, "auth_require_tls": False, "auth_required": False}
+        tls = (
+            implicit if security == "tls" else {"tls_context": context, "require_starttls": True, "auth_required": True}
+        )
+        options = {**tls, "authenticator": mailbox.authenticate}
         ca_file = str(cert)
     controller = Controller(mailbox, hostname="127.0.0.1", port=free_port(), ready_timeout=10, **options)
     controller.start()
     try:
-        yield RunningServer("127.0.0.1", controller.port, mailbox, ca_file)
+        yield RunningServer("127.0.0.1", controller.port, mailbox, ca_file, security if ca_file else "none")
     finally:
         controller.stop()
 
@@ -139,7 +141,7 @@ def smtp_settings(server: RunningServer) -> dict:
     return {
         "SMTP_HOST": server.host,
         "SMTP_PORT": server.port,
-        "SMTP_SECURITY": "starttls" if tls else "none",
+        "SMTP_SECURITY": server.security,
         "SMTP_USER": server.mailbox.user if tls else "",
         "SMTP_PASSWORD": server.mailbox.password if tls else "",
         "SMTP_CA_FILE": server.ca_file,
