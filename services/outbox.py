@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,7 +61,18 @@ def due() -> ColumnElement[bool]:
     now = utcnow()
     waiting = and_(OutboxMessage.state == MailState.PENDING, OutboxMessage.next_attempt_at <= now)
     abandoned = and_(OutboxMessage.state == MailState.SENDING, OutboxMessage.claimed_until < now)
-    return or_(waiting, abandoned)
+    return and_(or_(waiting, abandoned), deliverable_now())
+
+
+def deliverable_now() -> ColumnElement[bool]:
+    """With Drive on, "your photos are ready" waits until that version is on Drive, so it carries the link
+    and the folder it points to is complete."""
+    if not current_app.config["DRIVE_ROOT_FOLDER_ID"]:  # drive_sync.settings().is_configured(), without the cycle
+        return true()
+    on_drive = select(Person.id).where(
+        Person.id == OutboxMessage.person_id, Person.synced_version >= OutboxMessage.version
+    )
+    return or_(OutboxMessage.kind != MailKind.PHOTOS_READY, on_drive.exists())
 
 
 def claim_next() -> Claimed | None:

@@ -5,7 +5,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from data.database import run_in_transaction
+from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Person
 from tests.support.fakedrive import FakeDrive
@@ -85,3 +85,23 @@ def test_deliver_exits_non_zero_when_an_email_fails(runner, day, mailbox):
     result = deliver(runner)
     assert result.exit_code == 1
     assert json.loads(result.stdout)["emails"] == {"sent": 1, "failed": 1}
+
+
+def test_deliver_exports_people_whose_photos_changed(app, runner, day, mailbox):
+    """A person whose photos changed since the last export is exported and told again; nobody else is."""
+    assert deliver(runner).exit_code == 0
+
+    def changed():
+        anna = db.session.scalar(select(Person).where(Person.code == "ANNA"))
+        anna.delivery_version += 1
+
+    db_commit_with_retry(changed)
+    result = deliver(runner)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "people": 1,
+        "exported": 1,
+        "drive": {"uploaded": 0, "verified": 0, "folders": 0},
+        "emails": {"sent": 1, "failed": 0},
+    }
+    assert [message["To"] for message in mailbox.messages()][-1] == "anna@example.com"

@@ -186,3 +186,20 @@ def test_the_processor_delivery_thread_sends_queued_mail(app, client):
             stop.set()
             sender.join(timeout=WAIT)
         assert not sender.is_alive()
+
+
+def test_with_drive_on_photos_ready_waits_until_that_version_is_on_drive(app, mail_on):
+    """While Drive is on, "your photos are ready" is held until the person's photos of that version are synced."""
+    app.config["DRIVE_ROOT_FOLDER_ID"] = "root"
+    person = make_person("P3", "Pia", email="pia@example.com")
+    make_scanned_batch([("card", "P3"), ("photo",)])
+    db_commit_with_retry(export.record_export, person.id, 1)
+    assert outbox.send_due() == {"sent": 0, "failed": 0} and mail_on.messages() == []
+
+    def synced():
+        found = db.session.get(Person, person.id)
+        found.synced_version, found.drive_folder_link = 1, "https://drive.example/folders/p3"
+
+    db_commit_with_retry(synced)
+    [message] = send_until_delivered(mail_on)
+    assert "https://drive.example/folders/p3" in message.get_body(("plain",)).get_content()
