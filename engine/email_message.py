@@ -2,14 +2,13 @@
 
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import make_msgid
 from html import escape
 
 
 @dataclass(frozen=True)
 class Letter:
-    """Who gets which message; `message_key` makes the Message-ID the same on every attempt, so a
-    receiving server that does see a message twice (a reply lost after it stored it) can tell."""
+    """Who gets which message; `message_key` (unique per queued message) is the Message-ID on every attempt,
+    so a receiver that does get a message twice (our connection lost after it stored it) can tell."""
 
     sender: str
     to: str
@@ -23,7 +22,7 @@ def envelope(letter: Letter, subject: str, text: str, html: str) -> EmailMessage
     message["From"] = letter.sender
     message["To"] = letter.to
     message["Subject"] = subject
-    message["Message-ID"] = make_msgid(idstring=letter.message_key, domain=letter.sender_domain)
+    message["Message-ID"] = f"<{letter.message_key}@{letter.sender_domain}>"
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message

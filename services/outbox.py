@@ -50,6 +50,7 @@ class Claimed:
     """What sending one message needs, read in the claiming unit so the send touches no database."""
 
     id: int
+    key: str
     kind: MailKind
     to: str
     name: str
@@ -85,14 +86,18 @@ def claim_next() -> Claimed | None:
     message.state, message.claimed_until = MailState.SENDING, utcnow() + lease
     message.attempts += 1
     person = db.session.get(Person, message.person_id)
-    return Claimed(message.id, message.kind, message.to_address, person.name, person.code, person.drive_folder_link)
+    # The row's id and creation time: unique even across a database that was reset and counts from 1 again.
+    key = f"intake-{message.id}-{message.created_at:%Y%m%d%H%M%S%f}"
+    return Claimed(
+        message.id, key, message.kind, message.to_address, person.name, person.code, person.drive_folder_link
+    )
 
 
 def letter_for(claimed: Claimed) -> Letter:
     config = current_app.config
     sender = config["MAIL_FROM"] or config["SMTP_USER"]
     domain = sender.rpartition("@")[2].strip("> ") or "intake.invalid"
-    return Letter(sender, claimed.to, claimed.name, f"intake-{claimed.id}", domain)
+    return Letter(sender, claimed.to, claimed.name, claimed.key, domain)
 
 
 def build(claimed: Claimed):

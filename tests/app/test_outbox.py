@@ -124,7 +124,8 @@ def test_a_connection_dropped_during_data_is_retried_and_delivered_exactly_once(
         outbox.send_due()
         assert mailbox.data_commands == 3 and len(mailbox.messages()) == 1
         [row] = outbox_rows()
-        assert row.state == MailState.SENT and row.attempts == 3 and message["Message-ID"]
+        assert row.state == MailState.SENT and row.attempts == 3
+        assert mailbox.data_message_ids == [message["Message-ID"]] * 3
 
 
 def test_temporary_failures_back_off_exponentially_up_to_the_cap(app):

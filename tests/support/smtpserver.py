@@ -28,6 +28,7 @@ class Mailbox:
     accepted: list[EmailMessage] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     data_commands: int = 0
+    data_message_ids: list[str] = field(default_factory=list)  # of every DATA, kept or dropped
     logins: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -42,6 +43,7 @@ class Mailbox:
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
             self.data_commands += 1
+            self.data_message_ids.append(message_from_bytes(envelope.content, policy=policy.default)["Message-ID"])
             if self.drop_data:
                 self.drop_data -= 1
                 server.transport.abort()
