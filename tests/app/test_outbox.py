@@ -100,6 +100,10 @@ def test_a_refused_recipient_is_failed_shown_not_retried_and_can_be_resent(app, 
         assert mailbox.refused == ["gone@example.com"] and mailbox.messages() == []
         [row] = outbox_rows()
         assert row.state == MailState.FAILED and row.attempts == 1 and "550" in row.last_error
+        make_user("helper")
+        login(client, "helper")
+        assert client.post("/admin/emails/resend").status_code == 403
+        assert "Send the failed e-mails again" not in client.get("/").get_data(as_text=True)
         make_user("boss", UserRole.ADMIN)
         login(client, "boss")
         assert client.get("/api/dashboard").get_json()["emails"]["failed"] == 1
