@@ -27,7 +27,7 @@ from data.extensions import db
 from data.models import Batch, Photo, utcnow
 from data.states import BatchPhase, BatchStatus, PhotoRole, ScanState
 from engine.scanning import ScanResult, scan_file, scan_pool
-from services import drive_sync, export, regrouping
+from services import drive_sync, export, outbox, regrouping
 
 log = logging.getLogger("intake.processor")
 # Scan results are committed in small groups: few transactions, little work lost on a kill.
@@ -330,16 +330,21 @@ class Processor:
                 self.stop_event.wait(ARRIVAL_POLL_SECONDS if uploading else poll)
 
 
-def run_drive_sync(app: Flask, stop_event: threading.Event) -> None:
-    """Drive delivery on its own thread: a slow venue uplink must not hold up scanning."""
-    interval = app.config["DRIVE_SYNC_SECONDS"]
+def run_every(app: Flask, stop_event: threading.Event, work: Callable[[], object], interval_key: str) -> None:
+    """Delivery (Drive, e-mail) on its own thread: a slow venue uplink or SMTP server must not hold up scanning."""
     while not stop_event.is_set():
         try:
             with app.app_context():
-                drive_sync.sync_pending()
+                work()
         except Exception:
-            log.exception("Drive sync round failed")
-        stop_event.wait(interval)
+            log.exception("%s round failed", work.__qualname__)
+        stop_event.wait(app.config[interval_key])
+
+
+DELIVERY_THREADS = [
+    ("intake-drive", drive_sync.sync_pending, "DRIVE_SYNC_SECONDS"),
+    ("intake-mail", outbox.send_due, "MAIL_SEND_SECONDS"),
+]
 
 
 _background: tuple[threading.Thread, Processor] | None = None
@@ -356,16 +361,21 @@ def _run_with_host_lock(processor: Processor) -> None:
             except BlockingIOError:
                 processor.stop_event.wait(processor.app.config["PROCESSOR_POLL_SECONDS"])
                 continue
-            syncer = threading.Thread(
-                target=run_drive_sync, args=(processor.app, processor.stop_event), name="intake-drive", daemon=True
-            )
-            syncer.start()
+            senders = [
+                threading.Thread(
+                    target=run_every, args=(processor.app, processor.stop_event, work, key), name=name, daemon=True
+                )
+                for name, work, key in DELIVERY_THREADS
+            ]
+            for sender in senders:
+                sender.start()
             with processor.app.app_context():
                 storage.sweep_incoming()
             try:
                 processor.run_forever()
             finally:
-                syncer.join(timeout=30)
+                for sender in senders:
+                    sender.join(timeout=30)
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
                 processor.close()
 

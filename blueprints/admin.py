@@ -9,7 +9,7 @@ from data.database import db_retry
 from data.db_stats import data_layer_health
 from data.states import UserRole
 from engine.cards import link_svg
-from services import accounts, signup
+from services import accounts, outbox, signup
 
 bp = Blueprint("admin", __name__)
 
@@ -164,3 +164,12 @@ def reset_account_password(user_id: int):
 @db_retry
 def unlock_account(user_id: int):
     return account_change(accounts.unlock, user_id, done="{user} may log in again from every address.")
+
+
+@bp.post("/admin/emails/resend")
+@admin_required
+@db_retry
+def resend_failed_emails():
+    count = outbox.resend_failed()
+    flash(f"{count} e-mail(s) will be sent again.")
+    return redirect(url_for("dashboard.index")), 303

@@ -109,6 +109,22 @@ class Config:
         self.DRIVE_RETRY_BASE_SECONDS = env_float("DRIVE_RETRY_BASE_SECONDS", 1.0)
         # Who may open each person's folder: nobody else, the person's e-mail, or anyone with the link.
         self.DRIVE_SHARE = env_choice("DRIVE_SHARE", "none", {"none", "reader", "anyone"})
+        # E-mail through SMTP; an empty host turns it off. SMTP_SECURITY: starttls (usually port 587),
+        # tls (implicit, usually 465) or none (a relay on a trusted network, port 25).
+        self.SMTP_HOST = env_str("SMTP_HOST", "")
+        self.SMTP_SECURITY = env_choice("SMTP_SECURITY", "starttls", {"starttls", "tls", "none"})
+        self.SMTP_PORT = env_int("SMTP_PORT", {"starttls": 587, "tls": 465, "none": 25}[self.SMTP_SECURITY])
+        self.SMTP_USER = env_str("SMTP_USER", "")
+        self.SMTP_PASSWORD = env_str("SMTP_PASSWORD", "")
+        # A CA bundle for a relay with a private certificate; empty: the system's trusted CAs.
+        self.SMTP_CA_FILE = env_str("SMTP_CA_FILE", "")
+        self.SMTP_TIMEOUT_SECONDS = env_float("SMTP_TIMEOUT_SECONDS", 30.0)
+        self.MAIL_FROM = env_str("MAIL_FROM", "")
+        # Temporary failures are retried after base * 2**attempts seconds, at most the cap, at most so many times.
+        self.MAIL_RETRY_BASE_SECONDS = env_float("MAIL_RETRY_BASE_SECONDS", 30.0)
+        self.MAIL_RETRY_MAX_SECONDS = env_float("MAIL_RETRY_MAX_SECONDS", 3600.0)
+        self.MAIL_MAX_ATTEMPTS = env_int("MAIL_MAX_ATTEMPTS", 12)
+        self.MAIL_SEND_SECONDS = env_float("MAIL_SEND_SECONDS", 5.0)
         # The token lives as long as the session: a two-hour upload must not fail on its last file.
         self.WTF_CSRF_TIME_LIMIT = None
         self.EXPORT_CARDS = env_bool("INTAKE_EXPORT_CARDS", False)

@@ -13,6 +13,8 @@ from data.states import (
     BatchSource,
     BatchStatus,
     LockEventKind,
+    MailKind,
+    MailState,
     PersonSource,
     PhotoRole,
     ScanState,
@@ -301,6 +303,27 @@ class DriveItem(db.Model):
     def move_to(self, state: SyncState) -> None:
         check_transition(self.state, state)
         self.state = state
+
+
+class OutboxMessage(db.Model):
+    """One e-mail to send: queued once per (person, kind, delivery version), so a re-run queues nothing new;
+    claimed, sent outside any transaction, and its outcome recorded."""
+
+    __table_args__ = (sa.UniqueConstraint("person_id", "kind", "version", name="uq_outbox_person_kind_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[MailKind] = enum_column(MailKind)
+    version: Mapped[int] = mapped_column(default=0)
+    to_address: Mapped[str] = mapped_column(sa.String(320))
+    state: Mapped[MailState] = enum_column(MailState, default=MailState.PENDING, index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A sender that died mid-send leaves its claim; after this the message is tried again.
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
 
 
 class LockEvent(db.Model):

@@ -31,6 +31,18 @@ class SyncState(StrEnum):
     FAILED = "failed"
 
 
+class MailState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class MailKind(StrEnum):
+    CARD = "card"
+    PHOTOS_READY = "photos_ready"
+
+
 class PhotoRole(StrEnum):
     SEPARATOR = "separator"
     PHOTO = "photo"

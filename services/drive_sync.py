@@ -105,6 +105,16 @@ class SyncPlan:
     handed_over: set[int]
 
 
+@dataclass
+class SyncTally:
+    """What rounds did on Drive, for `flask deliver`: files uploaded (new to us), copies found intact
+    where we had put them (verified), folders created."""
+
+    uploaded: int = 0
+    verified: int = 0
+    folders: int = 0
+
+
 def placed(item: DriveItem) -> Placed:
     return Placed(item.id, item.photo_id, item.state == SyncState.SYNCED, item.file_id, item.folder_id)
 
@@ -226,13 +236,16 @@ def share_folder(client: drive_client.DriveClient, person_id: int, plan: SyncPla
     return True
 
 
-def sync_person(client: drive_client.DriveClient, root_id: str, person_id: int, version: int, share: str) -> bool:
+def sync_person(
+    client: drive_client.DriveClient, root_id: str, person_id: int, version: int, share: str, tally: SyncTally
+) -> bool:
     """Make the person's Drive folder match their export and DRIVE_SHARE; True when everything went through."""
     plan = run_in_transaction(sync_plan, person_id, read_only=True)
     folder_id = plan.folder_id
     if plan.wanted and not folder_id:
         folder_id = client.ensure_folder(root_id, plan.folder_name, plan.code)
         db_commit_with_retry(record_folder, person_id, folder_id)
+        tally.folders += 1
     complete = share_folder(client, person_id, plan, folder_id, share) if folder_id else True
     for name, photo in plan.wanted.items():
         item = plan.placed.get(photo.photo_id)
@@ -251,6 +264,9 @@ def sync_person(client: drive_client.DriveClient, root_id: str, person_id: int, 
                 {"intake_photo": str(photo.photo_id)},
                 movable_id=moved.file_id if moved else None,
             )
+            known = {item.file_id if item else None, moved.file_id if moved else None}
+            tally.verified += file_id in known
+            tally.uploaded += file_id not in known
             db_commit_with_retry(
                 record_item,
                 photo.photo_id,
@@ -275,8 +291,9 @@ def sync_person(client: drive_client.DriveClient, root_id: str, person_id: int, 
     return complete
 
 
-def sync_pending() -> int:
-    """Sync everyone whose photos changed since their last sync; returns how many people were done.
+def sync_pending(tally: SyncTally | None = None) -> int:
+    """Sync everyone whose photos changed since their last sync; returns how many people were done,
+    and adds what was done on Drive to `tally` if given.
 
     Problems a person must fix (credentials, sharing, quota) stop the round and show on the
     dashboard; the next round tries again rather than crash-looping.
@@ -289,12 +306,13 @@ def sync_pending() -> int:
     if not pending:
         return 0
     done = 0
+    tally = tally if tally is not None else SyncTally()
     try:
         backoff = drive_client.Backoff(base_seconds=current_app.config["DRIVE_RETRY_BASE_SECONDS"])
         with drive_client.drive_from_settings(config, backoff) as client:
             db_commit_with_retry(set_status, "syncing", f"{len(pending)} people to sync")
             for person_id, version in pending:
-                done += sync_person(client, config.root_folder_id, person_id, version, share)
+                done += sync_person(client, config.root_folder_id, person_id, version, share, tally)
     except (drive_client.DriveConfigError, drive_client.DriveQuotaError) as error:
         log.error("Drive sync stopped: %s", error)
         db_commit_with_retry(set_status, "error", str(error))

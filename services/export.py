@@ -23,6 +23,7 @@ from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Person, Photo, photo_person
 from data.states import PhotoRole, ScanState
+from services import outbox
 
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
@@ -204,6 +205,8 @@ def people_behind(delivered: InstrumentedAttribute[int], *also: ColumnElement[bo
 
 def record_export(person_id: int, version: int) -> None:
     db.session.execute(update(Person).where(Person.id == person_id).values(exported_version=version))
+    if db.session.scalar(deliverable_query(person_id).limit(1)) is not None:  # nothing to tell before a photo
+        outbox.queue_photos_ready(person_id, version)
 
 
 def export_pending() -> int:

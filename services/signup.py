@@ -12,6 +12,7 @@ from data.extensions import db
 from data.models import CardGrant, Person, RateEvent, RegistrationSubmission, utcnow
 from data.states import PersonSource
 from data.stored_settings import read_setting, write_setting
+from services import outbox
 
 # Crockford's base32 without I, L, O, U: nothing to misread when a code is typed from a card.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -183,6 +184,7 @@ def submit_registration(form: dict, key: str, ip: str, per_address: int, overall
         person = db.session.get(Person, submission.person_id)
         return Registration(person, grant_card(person, once))
     person = register_person(form["name"], form["email"], form["group"], form["consent"], form["extra"])
+    outbox.queue_card(person)
     if submission is not None:
         submission.person_id = person.id
     return Registration(person, grant_card(person, once))

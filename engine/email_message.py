@@ -1,0 +1,68 @@
+"""The e-mails people get, built as MIME messages: plain text and HTML parts, nothing sent from here."""
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from html import escape
+
+
+@dataclass(frozen=True)
+class Letter:
+    """Who gets which message; `message_key` (unique per queued message) is the Message-ID on every attempt,
+    so a receiver that does get a message twice (our connection lost after it stored it) can tell."""
+
+    sender: str
+    to: str
+    name: str
+    message_key: str
+    sender_domain: str = "intake.invalid"
+
+
+def envelope(letter: Letter, subject: str, text: str, html: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = letter.sender
+    message["To"] = letter.to
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{letter.message_key}@{letter.sender_domain}>"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def html_page(paragraphs: list[str]) -> str:
+    """Paragraphs already escaped (or built from escaped parts) into one small HTML body."""
+    body = "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs)
+    return f'<!doctype html><html><body style="font-family: sans-serif">{body}</body></html>'
+
+
+def html_link(url: str) -> str:
+    return f'<a href="{escape(url)}">{escape(url)}</a>'
+
+
+def card_message(letter: Letter, code: str, card_link: str | None, png: bytes) -> EmailMessage:
+    """The QR card at registration: show it to the photographer before the photos."""
+    text = [
+        f"Hello {letter.name},",
+        "Thank you for registering. Your card is attached: show it to the photographer before your photos.",
+        f"Your code: {code}",
+    ]
+    html = [
+        f"Hello {escape(letter.name)},",
+        "Thank you for registering. Your card is attached: show it to the photographer before your photos.",
+        f"Your code: <strong>{escape(code)}</strong>",
+    ]
+    if card_link:
+        text.append(f"Your card online: {card_link}")
+        html.append(f"Your card online: {html_link(card_link)}")
+    message = envelope(letter, "Your photo card", "\n\n".join(text) + "\n", html_page(html))
+    message.add_attachment(png, maintype="image", subtype="png", filename=f"card-{code}.png")
+    return message
+
+
+def photos_ready_message(letter: Letter, drive_link: str | None) -> EmailMessage:
+    """Their photos were delivered (again, after a change)."""
+    text = [f"Hello {letter.name},", "Your photos are ready."]
+    html = [f"Hello {escape(letter.name)},", "Your photos are ready."]
+    if drive_link:
+        text.append(f"You can open them here: {drive_link}")
+        html.append(f"You can open them here: {html_link(drive_link)}")
+    return envelope(letter, "Your photos are ready", "\n\n".join(text) + "\n", html_page(html))

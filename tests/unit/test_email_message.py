@@ -1,0 +1,30 @@
+"""The e-mails as MIME messages: text and HTML parts, escaped names, no link that does not exist."""
+
+from engine.email_message import Letter, card_message, photos_ready_message
+
+LETTER = Letter(
+    "Photo day <intake@school.example>", "ann@example.com", 'Ann "<script>" & Co', "intake-7", "school.example"
+)
+
+
+def test_photos_ready_without_a_drive_link_names_no_link():
+    """Without a Drive folder the message says the photos are ready and links nowhere."""
+    message = photos_ready_message(LETTER, None)
+    text, html = message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+    assert "ready" in text and "http" not in text and "href" not in html
+
+
+def test_names_are_escaped_in_html_and_plain_in_text():
+    """A name with markup is shown as text in the HTML part and unchanged in the plain part."""
+    message = photos_ready_message(LETTER, "https://drive.example/f?a=1&b=2")
+    html = message.get_body(("html",)).get_content()
+    assert "&lt;script&gt;" in html and "<script>" not in html and 'href="https://drive.example/f?a=1&amp;b=2"' in html
+    assert "<script>" in message.get_body(("plain",)).get_content()
+
+
+def test_the_message_id_is_the_same_on_every_attempt():
+    """Built twice for one outbox row, the message keeps its Message-ID, so a receiver can spot a repeat."""
+    first, again = card_message(LETTER, "ABC", None, b"png"), card_message(LETTER, "ABC", None, b"png")
+    assert first["Message-ID"] == again["Message-ID"] and "intake-7" in first["Message-ID"]
+    [card] = list(first.iter_attachments())
+    assert card.get_filename() == "card-ABC.png" and card.get_content() == b"png"
