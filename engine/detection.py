@@ -8,6 +8,9 @@ zxing-cpp does not even see a card with glare over one finder pattern, so a chea
 a symbol it could not read, or the test saw a card-like object, that region is re-read at full resolution,
 upscaled, and by zbar (whose misses differ). If none reads it, the frame is marked `unreadable_card`.
 Small images (phone crops, the corpus) are read whole every way: each pass costs a few ms there.
+The scan of a camera frame (read_qr_glimpsed) first decodes it at 1/8, as the floor does, and runs the texture
+part of that test and zxing-cpp there (~5 ms); only a frame that shows a symbol, or a patch of QR texture that
+is small or has a finder pattern, is decoded again at the coarse scale and read as above (most frames hold no card).
 
 Texts are exact: raw bytes as UTF-8 where valid. zbar guesses charsets (UTF-8 "Britain’s" comes out
 as Shift_JIS mojibake), so its raw bytes are taken, and a zbar read that is not UTF-8 is dropped.
@@ -18,7 +21,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from ctypes import c_void_p, cast, string_at
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ from pyzbar import wrapper as zbar
 SCAN_FORMATS = zxingcpp.BarcodeFormat.QRCode
 _MICRO_FORMATS = (zxingcpp.BarcodeFormat.MicroQRCode, zxingcpp.BarcodeFormat.RMQRCode)
 COARSE_LONG_SIDE = 2500  # the coarse pass keeps the long side at least this large
+GLIMPSE_SCALE = 8  # frames read reduced are first decoded at 1/8 (the floor's scale) to see if a card may be there
 SMALL_PIXELS = 2_000_000  # an image or crop this small is cheap to upscale or to hand to pyzbar
 # Crop this many evidence sizes around it: a failed Micro QR is often one finder pattern of a larger symbol.
 _EVIDENCE_MARGIN = 2
@@ -48,6 +52,8 @@ _FINDER_RUN = re.compile(rb"a{2,8}b{2,8}a{5,24}b{2,8}a{2,8}")  # dark-light-dark
 _RUNS = re.compile(rb"a+|b+")
 # Rows through a finder's 3-module core hit it several times; stray crossings of lines hit once or twice
 _MIN_FINDER_HITS = 3
+# A texture patch this small (px) in a 1/8 glimpse may be a 5% card with ~1 px modules: no finder shows there
+_GLIMPSE_FINE = 40
 _ZBAR_GREY = int.from_bytes(b"Y800", "little")  # zbar's fourcc for 8-bit greyscale
 _ZBAR_CFG_BINARY = 4  # zbar >= 0.23: return the payload's raw bytes instead of a charset guess
 
@@ -69,13 +75,50 @@ def coarse_scale(size: tuple[int, int]) -> int:
     return next(scale for scale in (8, 4, 2, 1) if scale == 1 or long_side // scale >= COARSE_LONG_SIDE)
 
 
-def draft_for_detection(image: Image.Image) -> bool:
+def draft_for_detection(image: Image.Image, mode: str = "RGB") -> bool:
     """Ask a not-yet-loaded JPEG to decode at the coarse scale; True if it will come out reduced."""
     full_size = image.size
     scale = coarse_scale(full_size)
     if scale > 1:
-        image.draft("RGB", (image.width // scale, image.height // scale))
+        image.draft(mode, (image.width // scale, image.height // scale))
     return image.size != full_size
+
+
+def draft_glimpse(image: Image.Image) -> bool:
+    """Ask a not-yet-loaded JPEG that the coarse pass would read reduced to decode at 1/8 first, as the floor
+    does; True if it will come out reduced (see read_qr_glimpsed)."""
+    full_size = image.size
+    if coarse_scale(full_size) > 1:
+        image.draft("RGB", (image.width // GLIMPSE_SCALE, image.height // GLIMPSE_SCALE))
+    return image.size != full_size
+
+
+def read_qr_glimpsed(glimpse: Image.Image, full_size: tuple[int, int], open_full: ImageLoader) -> QrReading:
+    """read_qr for a frame glimpsed at 1/8 (draft_glimpse): no QR when the glimpse shows no QR-like texture
+    and no symbol, else the coarse pass on a second, finer decode of the frame (from `open_full`).
+
+    The glimpse's texture levels are the coarse pass's (card_like_boxes), so a card that pass would look at
+    shows here too; most frames hold no card and cost no second decode.
+    """
+    reduction = full_size[0] / glimpse.width / coarse_scale(full_size)  # coarse pixels per glimpse pixel
+    if not _may_hold_card(glimpse.convert("L"), reduction):
+        return QrReading()
+    detail = open_full()
+    draft_for_detection(detail, "L")  # greyscale straight from the JPEG: 20% cheaper than RGB, then convert
+    return read_qr(detail, full_image=open_full)
+
+
+def _may_hold_card(gray: Image.Image, reduction: float) -> bool:
+    """Whether a glimpse shows any QR symbol, or a QR-like texture patch (at the card-like test's levels) that
+    is small or has a finder pattern in it: one is enough here, where a card's modules are 1-3 px (plain frames
+    show none or, rarely, one or two; cards 8-18 in bench/scan.py's batch)."""
+    levels = [round(level / reduction) for level in _TEXTURE_LEVELS if level >= reduction]
+    for patch in _textured_patches(gray, levels):
+        if max(patch[2] - patch[0], patch[3] - patch[1]) <= _GLIMPSE_FINE:
+            return True  # too small to show its finder patterns here
+        if _finder_patterns(gray.crop(_padded_by(patch, 1 / 3, gray.size))):
+            return True
+    return bool(zxingcpp.read_barcodes(gray, formats=SCAN_FORMATS, return_errors=True, try_invert=False))
 
 
 def decode_qr_texts(
@@ -230,17 +273,24 @@ def card_like_boxes(coarse: Image.Image) -> list[Box]:
     The cheapest test first: most frames hold no card, and a few ms of texture statistics on reduced
     images prove it; only a patch that passes is searched for finder patterns.
     """
-    boxes, reduced, done, step = [], coarse, 1, None
-    for level in _TEXTURE_LEVELS:
+    boxes = []
+    for patch in _textured_patches(coarse, _TEXTURE_LEVELS):
+        box = _padded_by(patch, 1 / 3, coarse.size)
+        if _finder_patterns(coarse.crop(box)) >= _MIN_FINDER_HITS:
+            boxes.append(box)
+    return boxes
+
+
+def _textured_patches(gray: Image.Image, levels: Iterable[int]) -> Iterator[Box]:
+    """Boxes (in `gray`'s pixels) of the QR-like texture patches of `gray` reduced by each of `levels`."""
+    reduced, done, step = gray, 1, None
+    for level in levels:
         reduced, done = reduced.reduce(level // done), level  # each level from the last: one pass over the frame
         if min(reduced.size) < 4 * _TEXTURE_BLOCK:
             break
         step = step or _contrast_step(reduced)  # from the finest level, where module edges show
         for blocks in _texture_patches(_texture(reduced, step)):
-            box = _padded_by(_scaled(blocks, level * _TEXTURE_BLOCK), 1 / 3, coarse.size)
-            if _finder_patterns(coarse.crop(box)) >= _MIN_FINDER_HITS:
-                boxes.append(box)
-    return boxes
+            yield _scaled(blocks, level * _TEXTURE_BLOCK)
 
 
 def _contrast_step(gray: Image.Image) -> int:

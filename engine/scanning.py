@@ -1,7 +1,8 @@
-"""Scan one photo file: hash, EXIF, a thumbnail and its QR texts, from a single read and a single decode.
+"""Scan one photo file: hash, EXIF, a thumbnail and its QR texts, from one read and (most often) one decode.
 
-The file is read once; the SHA-256 is of the same bytes that are decoded. A JPEG is decoded once, at the
-coarse scale detection.py asks for (DCT scaling, ~1/2 for 24 MP), and the thumbnail is made from that.
+The file is read once; the SHA-256 is of the same bytes that are decoded. A camera JPEG is decoded at 1/8
+(DCT scaling) for the thumbnail and a glimpse for cards; only a frame where one may be is decoded again, finer
+(detection.read_qr_glimpsed). Smaller images are decoded once, at the coarse scale detection.py asks for.
 Bad input never raises: it gives ok=False and a reason a person can act on.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import pillow_heif
 from PIL import Image, UnidentifiedImageError
 
-from engine.detection import draft_for_detection, read_qr
+from engine.detection import draft_glimpse, read_qr, read_qr_glimpsed
 
 # Every camera up to 150 MP fits; it stays under Pillow's own hard limit (2 x MAX_IMAGE_PIXELS, ~179 MP).
 EXIF_TEXT_MAX = 100
@@ -124,10 +125,12 @@ def _decode(data: bytes, want_thumbnail: bool) -> tuple[dict, Image.Image | None
         image = _open(data)
         width, height = image.size
         metadata = _exif_fields(image.getexif())
-        reduced = draft_for_detection(image)
+        glimpsed = draft_glimpse(image)
         image.load()
-        full_image = (lambda: Image.open(io.BytesIO(data))) if reduced else None
-        reading = read_qr(image, full_image=full_image)
+        if glimpsed:
+            reading = read_qr_glimpsed(image, (width, height), lambda: Image.open(io.BytesIO(data)))
+        else:
+            reading = read_qr(image)
         thumbnail = _thumbnail(image, metadata["orientation"]) if want_thumbnail else None
     except BadImage:
         raise

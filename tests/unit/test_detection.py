@@ -11,7 +11,15 @@ import zxingcpp
 from PIL import Image
 from pyzbar import pyzbar
 
-from engine.detection import QrReading, _read_zbar, decode_qr_texts, draft_for_detection, read_qr
+from engine.detection import (
+    QrReading,
+    _read_zbar,
+    decode_qr_texts,
+    draft_for_detection,
+    draft_glimpse,
+    read_qr,
+    read_qr_glimpsed,
+)
 from engine.scanning import scan_file
 from tests.support.corpus import QR_PHOTOS, QR_REAL
 from tests.support.photogen import make_batch, make_photo, render_qr
@@ -88,6 +96,27 @@ def test_card_in_a_camera_frame_is_found(big_frames, name):
 def test_frame_without_a_card_gives_no_texts(big_frames, name):
     """A textured frame with a checked shirt and no QR yields nothing."""
     assert decode_qr_texts(big_frames[name]) == ()
+
+
+@pytest.mark.parametrize("name", [*BIG_CARD_FRAMES, "poster URL"])
+def test_a_camera_frame_glimpsed_at_an_eighth_still_gives_every_symbol(big_frames, name):
+    """The scan glimpses a 20-24 MP frame at 1/8 and decodes it finer where a symbol may be: every card is read."""
+    expected = (BIG_CARD_FRAMES[name][1],) if name in BIG_CARD_FRAMES else (URL,)
+    assert scan_file(big_frames[name]).qr_texts == expected
+
+
+@pytest.mark.parametrize("name", ["no card", "no card, 20 MP"])
+def test_a_frame_without_a_card_is_read_from_its_glimpse_alone(big_frames, name):
+    """A card-less camera frame (checked shirt, texture) costs no decode beyond the 1/8 glimpse."""
+
+    def no_second_decode() -> Image.Image:
+        raise AssertionError("decoded the frame a second time")
+
+    glimpse = Image.open(big_frames[name])
+    full_size = glimpse.size
+    assert draft_glimpse(glimpse)
+    assert glimpse.size == (full_size[0] // 8, full_size[1] // 8)
+    assert read_qr_glimpsed(glimpse, full_size, no_second_decode) == QrReading()
 
 
 def test_non_card_qr_text_is_returned(big_frames):
