@@ -8,7 +8,6 @@ from sqlalchemy import select
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Person
-from tests.support.fakedrive import FakeDrive
 from tests.support.photogen import SMALL_SIZE, make_batch
 from tests.support.smtpserver import Mailbox, smtp_server, smtp_settings
 
@@ -21,19 +20,6 @@ def mailbox(app):
     with smtp_server(box) as server:
         app.config.update(smtp_settings(server), MAIL_RETRY_BASE_SECONDS=0.0)
         yield box
-
-
-@pytest.fixture
-def fake(app):
-    with FakeDrive() as server:
-        app.config.update(
-            DRIVE_ROOT_FOLDER_ID=server.root_folder_id,
-            DRIVE_CREDENTIALS_TYPE="anonymous",
-            DRIVE_ROOT_URL=server.url,
-            DRIVE_CHUNK_BYTES=256 * 1024,
-            DRIVE_RETRY_BASE_SECONDS=0.01,
-        )
-        yield server
 
 
 @pytest.fixture

@@ -12,23 +12,9 @@ from data.extensions import db
 from data.models import DriveItem, Person, Photo
 from services import drive_sync
 from services.corrections import correct
-from tests.support.fakedrive import FakeDrive
 from tests.support.photogen import SMALL_SIZE, make_batch
 
 ROSTER = "code,name,email,group\nANNA,Anna Berg,,\nBEN,Ben Cho,,\n"
-
-
-@pytest.fixture
-def fake(app):
-    with FakeDrive() as server:
-        app.config.update(
-            DRIVE_ROOT_FOLDER_ID=server.root_folder_id,
-            DRIVE_CREDENTIALS_TYPE="anonymous",
-            DRIVE_ROOT_URL=server.url,
-            DRIVE_CHUNK_BYTES=256 * 1024,
-            DRIVE_RETRY_BASE_SECONDS=0.01,
-        )
-        yield server
 
 
 @pytest.fixture
