@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 
 from data import storage
 from data.database import db_commit_with_retry, run_in_transaction
@@ -143,12 +143,16 @@ def scan_progress(batch_id: int) -> tuple[int, int]:
     return done, total
 
 
+def uploading_batch_ids() -> Select:
+    return select(Batch.id).where(Batch.status == BatchStatus.UPLOADING)
+
+
 def uploading_batches() -> ColumnElement[bool]:
-    return Photo.batch_id.in_(select(Batch.id).where(Batch.status == BatchStatus.UPLOADING))
+    return Photo.batch_id.in_(uploading_batch_ids())
 
 
 def uploads_in_progress() -> bool:
-    return db.session.scalar(select(Batch.id).where(Batch.status == BatchStatus.UPLOADING).limit(1)) is not None
+    return db.session.scalar(uploading_batch_ids().limit(1)) is not None
 
 
 def start_grouping(batch_id: int, owner: str, lease_seconds: int) -> None:
