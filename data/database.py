@@ -205,17 +205,27 @@ def run_in_transaction(
         _waits.reset(waits_token)
 
 
+def keyed_insert(model, key: dict, values: dict):
+    """INSERT of one row whose conflict clause names its unique key (SQLite and PostgreSQL speak the same)."""
+    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[db.engine.dialect.name]
+    return insert(model).values(**key, **values)
+
+
 def upsert(model, key: dict, values: dict) -> None:
     """Insert or update one row by its unique key in a single statement. Two units racing on the same
     new key then conflict on the row (and the loser is retried) instead of failing on a duplicate key,
     which a get-then-insert would do."""
-    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[db.engine.dialect.name]
-    statement = insert(model).values(**key, **values)
+    statement = keyed_insert(model, key, values)
     db.session.execute(
         statement.on_conflict_do_update(
             index_elements=list(key), set_={name: statement.excluded[name] for name in values}
         )
     )
+
+
+def insert_once(model, key: dict, values: dict) -> None:
+    """Insert one row unless a row with its unique key exists (then nothing changes, nothing fails)."""
+    db.session.execute(keyed_insert(model, key, values).on_conflict_do_nothing(index_elements=list(key)))
 
 
 def db_commit_with_retry(unit: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

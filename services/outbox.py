@@ -8,10 +8,8 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from data.database import db_commit_with_retry, run_in_transaction
+from data.database import db_commit_with_retry, insert_once, run_in_transaction
 from data.extensions import db
 from data.models import OutboxMessage, Person, utcnow
 from data.states import MailKind, MailState
@@ -26,13 +24,17 @@ def queue(person: Person, kind: MailKind, version: int) -> None:
     """Queue the message unless e-mail is off, the person has no address, or it was queued already."""
     if not mail.mail_enabled() or not person.email:
         return
-    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[db.engine.dialect.name]
-    values = {"person_id": person.id, "kind": kind, "version": version, "to_address": person.email}
     now = utcnow()
-    db.session.execute(
-        insert(OutboxMessage)
-        .values(**values, state=MailState.PENDING, attempts=0, next_attempt_at=now, created_at=now)
-        .on_conflict_do_nothing(index_elements=["person_id", "kind", "version"])
+    insert_once(
+        OutboxMessage,
+        {"person_id": person.id, "kind": kind, "version": version},
+        {
+            "to_address": person.email,
+            "state": MailState.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
     )
 
 
