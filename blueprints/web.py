@@ -3,12 +3,14 @@
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from flask import Flask, current_app, jsonify, make_response, redirect, render_template, request, url_for
+from flask import Flask, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from zipstream import ZipStream
 
 from data import storage
 from data.database import DatabaseBusy
@@ -86,6 +88,21 @@ def etagged(data: dict, render: Callable[[], object]):
     response = make_response("", 304) if request.if_none_match.contains(etag) else make_response(render())
     response.set_etag(etag)
     response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def zip_download(files: Iterable[tuple[Path, str]], filename: str) -> Response:
+    """A zip of (path, name in the zip) streamed as it is sent: never built whole in memory or on disk.
+
+    Stored, not deflated (JPEGs do not shrink), so its size is known up front and the browser shows real
+    progress. A file is opened only when its turn comes."""
+    archive = ZipStream(sized=True)
+    for path, name in files:
+        archive.add_path(str(path), name)
+    response = Response(archive, mimetype="application/zip")
+    response.headers["Content-Length"] = str(len(archive))
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
     return response
 
 
