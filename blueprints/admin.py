@@ -106,9 +106,10 @@ def accounts_page():
 
 
 def account_change(change, *args, done: str):
-    """Run one change to an account; its refusal (an AccountError) is shown to the admin, nothing changed."""
+    """Run one change to an account as the acting admin (who is audited); its refusal (an AccountError)
+    is shown to the admin, nothing changed."""
     try:
-        user = change(*args)
+        user = change(*args, current_user.id)
     except accounts.AccountError as error:
         flash(str(error), "error")
     else:
@@ -142,7 +143,6 @@ def set_account_active(user_id: int):
         accounts.set_active,
         user_id,
         active,
-        current_user.id,
         done="Account {user} " + ("enabled." if active else "disabled and logged out everywhere."),
     )
 

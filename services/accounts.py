@@ -11,6 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from data.extensions import db
 from data.models import LoginAttempt, LoginSession, User, utcnow
 from data.states import UserRole
+from services.audit import audit
 
 FAILURE_WINDOW = timedelta(minutes=15)
 # Per account and address: the account's owner elsewhere is never refused because of someone's guesses.
@@ -63,13 +64,23 @@ def create_user(username: str, password: str, role: UserRole) -> User:
     return user
 
 
-def add_account(username: str, password: str, role: UserRole) -> User:
+def account_record(user: User) -> dict:
+    """What the audit log keeps of an account: never the password hash."""
+    return {"username": user.username, "role": user.role.value, "active": user.active}
+
+
+def audited(action: str, user: User, acting_admin_id: int, before: dict | None) -> User:
+    audit(acting_admin_id, action, "user", user.id, before, account_record(user))
+    return user
+
+
+def add_account(username: str, password: str, role: UserRole, acting_admin_id: int) -> User:
     """A new account from the admin pages; an existing username is refused, never overwritten."""
     if db.session.scalar(select(User.id).where(User.username == username.strip())) is not None:
         raise AccountError(f"There is already an account {username.strip()!r}.")
     if len(username.strip()) > 80 or not username.strip().isprintable():
         raise AccountError("A username has at most 80 printable characters.")
-    return create_user(username, password, role)
+    return audited("account.created", create_user(username, password, role), acting_admin_id, None)
 
 
 def accounts() -> list[User]:
@@ -91,24 +102,25 @@ def set_active(user_id: int, active: bool, acting_admin_id: int) -> User:
     user = db.get_or_404(User, user_id)
     if not active and user.id == acting_admin_id:
         raise AccountError("You cannot disable your own account.")
+    before = account_record(user)
     user.active = active
     if not active:
         end_all_sessions(user.id)
-    return user
+    return audited("account.enabled" if active else "account.disabled", user, acting_admin_id, before)
 
 
-def reset_password(user_id: int, password: str) -> User:
+def reset_password(user_id: int, password: str, acting_admin_id: int) -> User:
     user = db.get_or_404(User, user_id)
     user.password_hash = checked_password(password)
     end_all_sessions(user.id)
-    return user
+    return audited("account.password_reset", user, acting_admin_id, account_record(user))
 
 
-def unlock(user_id: int) -> User:
+def unlock(user_id: int, acting_admin_id: int) -> User:
     """Forget the failed logins for this account, from every address."""
     user = db.get_or_404(User, user_id)
     db.session.execute(delete(LoginAttempt).where(LoginAttempt.username == user.username))
-    return user
+    return audited("account.unlocked", user, acting_admin_id, account_record(user))
 
 
 def has_admin() -> bool:

@@ -6,8 +6,9 @@ from collections import defaultdict
 from sqlalchemy import select, update
 
 from data.extensions import db
-from data.models import AuditLog, Person, PersonAlias, Photo, ReviewCorrection, photo_person
+from data.models import Person, PersonAlias, Photo, ReviewCorrection, photo_person
 from services import regrouping
+from services.audit import audit
 from services.directory import UnknownPerson, resolve_person
 
 EDITABLE = ("name", "email", "group_name")
@@ -21,10 +22,8 @@ def record(person: Person) -> dict:
     return {"code": person.code, "name": person.name, "email": person.email, "group": person.group_name}
 
 
-def audit(user_id: int | None, action: str, person_id: int, before, after) -> None:
-    db.session.add(
-        AuditLog(user_id=user_id, action=action, entity="person", entity_id=person_id, before=before, after=after)
-    )
+def audit_person(user_id: int | None, action: str, person_id: int, before, after) -> None:
+    audit(user_id, action, "person", person_id, before, after)
 
 
 def edit_person(person: Person, name: str, email: str, group: str, user_id: int | None) -> None:
@@ -34,7 +33,7 @@ def edit_person(person: Person, name: str, email: str, group: str, user_id: int 
     before = record(person)
     person.name, person.email, person.group_name = name[:200], email.strip()[:320] or None, group.strip()[:200] or None
     regrouping.mark_for_delivery({person.id})  # the export folder carries the name
-    audit(user_id, "edit", person.id, before, record(person))
+    audit_person(user_id, "edit", person.id, before, record(person))
 
 
 def batches_of(person: Person) -> set[int]:
@@ -71,7 +70,7 @@ def merge_people(merged: Person, kept_text: str, user_id: int | None) -> Person:
     for batch_id in sorted(batch_ids | set(regrouping.batches_waiting_for({code}))):
         regrouping.regroup_batch(batch_id)
     regrouping.mark_for_delivery({kept.id})
-    audit(user_id, "merge", kept.id, before, {"kept": record(kept), "aliases": [a.code for a in kept.aliases]})
+    audit_person(user_id, "merge", kept.id, before, {"kept": record(kept), "aliases": [a.code for a in kept.aliases]})
     return kept
 
 
@@ -86,7 +85,7 @@ def remove(person: Person) -> None:
 def delete_person(person: Person, user_id: int | None) -> None:
     """Remove a person; their photos go back to review (their card code is unknown from now on)."""
     batch_ids = batches_of(person)
-    audit(user_id, "delete", person.id, record(person), None)
+    audit_person(user_id, "delete", person.id, record(person), None)
     for alias in list(person.aliases):
         db.session.delete(alias)
     remove(person)

@@ -100,3 +100,32 @@ def test_the_session_table_holds_no_usable_token(web):
     with web.app_context():
         stored = db.session.scalars(select(LoginSession.token_hash)).all()
     assert len(stored) == 1 and token not in stored[0]
+
+
+def test_every_account_change_is_audited_under_the_acting_admin(web):
+    """Create, disable, enable, reset and unlock each leave an audit row by the admin, without the password hash."""
+    from sqlalchemy import select
+
+    from data.extensions import db
+    from data.models import AuditLog
+
+    admin = logged_in_client(web, "boss", UserRole.ADMIN)
+    new_account(admin, "mia")
+    mia = account_id(admin, "mia")
+    boss = account_id(admin, "boss")
+    admin.post(f"/admin/accounts/{mia}/active", data={"active": "0"})
+    admin.post(f"/admin/accounts/{mia}/active", data={"active": "1"})
+    admin.post(f"/admin/accounts/{mia}/password", data={"password": "yet another one"})
+    admin.post(f"/admin/accounts/{mia}/unlock")
+    with web.app_context():
+        rows = db.session.scalars(select(AuditLog).where(AuditLog.entity == "user").order_by(AuditLog.id)).all()
+        assert [row.action for row in rows] == [
+            "account.created",
+            "account.disabled",
+            "account.enabled",
+            "account.password_reset",
+            "account.unlocked",
+        ]
+        assert {(row.user_id, row.entity_id) for row in rows} == {(boss, mia)}
+        assert rows[1].before["active"] and not rows[1].after["active"]
+        assert not any("hash" in str(row.before) + str(row.after) for row in rows)
