@@ -8,7 +8,6 @@ from sqlalchemy import select
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Person
-from tests.support.photogen import SMALL_SIZE, make_batch
 from tests.support.smtpserver import Mailbox, smtp_server, smtp_settings
 
 ROSTER = "code,name,email,group\nANNA,Anna Berg,anna@example.com,\nBEN,Ben Cho,ben@example.com,\n"
@@ -23,16 +22,9 @@ def mailbox(app):
 
 
 @pytest.fixture
-def day(runner, tmp_path, mailbox):
+def day(ingest_day, mailbox):
     """Two people with photos, scanned, grouped and exported by `ingest --wait`."""
-    roster = tmp_path / "roster.csv"
-    roster.write_text(ROSTER)
-    assert runner.invoke(args=["import-roster", str(roster)]).exit_code == 0
-    make_batch(
-        tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)], size=SMALL_SIZE
-    )
-    result = runner.invoke(args=["ingest", str(tmp_path / "day"), "--wait", "--json"])
-    assert result.exit_code == 0, result.output
+    ingest_day(ROSTER)
 
 
 def deliver(runner, *options: str):
