@@ -53,11 +53,11 @@ def deliverable(include_cards: bool | None = None) -> ColumnElement[bool]:
     return and_(Photo.role.in_(roles), Photo.excluded.is_(False), Photo.scan_state == ScanState.SCANNED)
 
 
-def deliverable_query(person_id: int) -> Select:
+def deliverable_query(person_id: int, include_cards: bool | None = None) -> Select:
     return (
         select(Photo)
         .join(photo_person, photo_person.c.photo_id == Photo.id)
-        .where(photo_person.c.person_id == person_id, deliverable())
+        .where(photo_person.c.person_id == person_id, deliverable(include_cards))
     )
 
 
