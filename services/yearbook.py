@@ -6,6 +6,7 @@ admin picked in review while it is still deliverable to that person, else the fi
 the card in shooting order.
 """
 
+import logging
 import re
 import unicodedata
 from collections import defaultdict
@@ -19,6 +20,8 @@ from data.extensions import db
 from data.models import Person, Photo, photo_person
 from engine import yearbook
 from services.export import deliverable, deliverable_query, export_names, folder_name
+
+log = logging.getLogger(__name__)
 
 NO_GROUP = ""  # people without a group are listed, zipped and indexed together under this key
 # Roster (or registration form) columns that fill the index's other columns, by lower-case header.
@@ -119,14 +122,25 @@ def group_summaries() -> list[GroupSummary]:
     ]
 
 
+def stored(photo: Photo) -> Path | None:
+    """The photo's original on disk; None (and a warning) if it has gone, so one lost file cannot fail a
+    whole download or leave the index naming an image the package lacks."""
+    path = storage.original_path(photo.content_hash, photo.extension)
+    if path.is_file():
+        return path
+    log.warning("original of photo %s (%s) is missing; left out", photo.id, photo.original_name)
+    return None
+
+
 def class_files(group: str) -> list[Entry]:
     """The group's photos as delivered, a folder per person named as in the export."""
     people = people_in(group)
     photos = photos_by_person(people, deliverable())
     return [
-        (storage.original_path(photo.content_hash, photo.extension), f"{folder_name(person)}/{name}")
+        (path, f"{folder_name(person)}/{name}")
         for person in people
         for name, photo in export_names(photos.get(person.id, [])).items()
+        if (path := stored(photo)) is not None
     ]
 
 
@@ -147,20 +161,17 @@ def index_row(portrait: Portrait, image_file: str) -> yearbook.IndexRow:
 
 def yearbook_files(group: str | None = None, volume: str = yearbook.DEFAULT_VOLUME) -> list[Entry]:
     """INDEX.TXT and one portrait per person (everyone, or one group) in the IMAGES folder."""
-    shown = [p for p in portraits(people_in(group)) if p.photo is not None]
     rows, images, taken = [], [], set()
-    for portrait in shown:
+    for portrait in portraits(people_in(group)):
+        path = stored(portrait.photo) if portrait.photo is not None else None
+        if path is None:
+            continue
         name = yearbook.image_file_name(portrait.person.code, portrait.photo.extension)
         if name.lower() in taken:  # codes differing only in case or in unsafe characters; Windows folds case
             name = yearbook.image_file_name(f"{portrait.person.code}-{portrait.person.id}", portrait.photo.extension)
         taken.add(name.lower())
         rows.append(index_row(portrait, name))
-        images.append(
-            (
-                storage.original_path(portrait.photo.content_hash, portrait.photo.extension),
-                f"{yearbook.IMAGE_FOLDER}/{name}",
-            )
-        )
+        images.append((path, f"{yearbook.IMAGE_FOLDER}/{name}"))
     return [(yearbook.index_txt(rows, volume), yearbook.INDEX_NAME), *images]
 
 
