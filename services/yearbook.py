@@ -8,6 +8,7 @@ the card in shooting order.
 
 import logging
 import re
+import shutil
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
@@ -182,3 +183,33 @@ def download_name(kind: str, group: str | None) -> str:
     ascii_name = unicodedata.normalize("NFKD", group).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", ascii_name).strip("-").lower() or "no-group"
     return f"{kind}-{slug}.zip"
+
+
+class PackageError(RuntimeError):
+    pass
+
+
+def write_package(out_dir: Path, files: list[Entry]) -> int:
+    """Write the package into a new or empty folder; return how many files were written.
+
+    Never overwrites: a folder with anything in it is refused, and each file is created exclusively (a file
+    or link planted meanwhile is refused, not followed). Every name must stay inside the folder."""
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise PackageError(f"{out_dir} exists and is not an empty folder; name a new one")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = out_dir.resolve()
+    for data, name in files:
+        target = root / name
+        if not target.resolve().is_relative_to(root) or target.resolve() == root:
+            raise PackageError(f"refused {name!r}: it would land outside {out_dir}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(target, "xb") as out:
+                if isinstance(data, bytes):
+                    out.write(data)
+                else:
+                    with open(data, "rb") as source:
+                        shutil.copyfileobj(source, out)
+        except FileExistsError:
+            raise PackageError(f"refused to overwrite {target}") from None
+    return len(files)

@@ -103,3 +103,45 @@ def test_picked_portrait_goes_into_the_yearbook_for_one_group(client, day):
     archive = download(client, "/admin/yearbook/yearbook.zip", group="5B")
     assert [row["Student ID"] for row in index_rows(archive)] == ["ANNA", "BEN"]
     assert archive.read("IMAGES/ANNA.jpg") == (day / "IMG_0003.JPG").read_bytes()
+
+
+def test_cli_writes_the_same_package_to_a_new_folder(runner, day, tmp_path):
+    """`flask yearbook OUT_DIR` writes INDEX.TXT and IMAGES/, every row naming a written image."""
+    out = tmp_path / "out" / "yearbook"
+    result = runner.invoke(args=["yearbook", str(out), "--volume", "Oak School"])
+    assert result.exit_code == 0, result.output
+    assert "3 portraits" in result.output
+    lines = (out / "INDEX.TXT").read_bytes().decode().removesuffix("\r\n").split("\r\n")
+    rows = [line.split("\t") for line in lines[1:]]
+    assert sorted(p.name for p in (out / "IMAGES").iterdir()) == ["ANNA.jpg", "BEN.jpg", "CARL.jpg"]
+    assert sorted(row[2] for row in rows) == ["ANNA.jpg", "BEN.jpg", "CARL.jpg"]
+    assert {row[0] for row in rows} == {"Oak School"}
+    assert (out / "IMAGES" / "BEN.jpg").read_bytes() == (day / "IMG_0005.JPG").read_bytes()
+    group = runner.invoke(args=["yearbook", str(tmp_path / "carl"), "--group", ""])
+    assert group.exit_code == 0 and sorted(p.name for p in (tmp_path / "carl" / "IMAGES").iterdir()) == ["CARL.jpg"]
+
+
+def test_cli_refuses_to_overwrite_anything(runner, day, tmp_path):
+    """A folder with something in it, or a file, is refused and left exactly as it was."""
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "INDEX.TXT").write_text("theirs")
+    result = runner.invoke(args=["yearbook", str(full)])
+    assert result.exit_code != 0 and "not an empty folder" in result.output
+    assert [p.name for p in full.iterdir()] == ["INDEX.TXT"] and (full / "INDEX.TXT").read_text() == "theirs"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep")
+    assert runner.invoke(args=["yearbook", str(a_file)]).exit_code != 0
+    assert a_file.read_text() == "keep"
+    unknown = runner.invoke(args=["yearbook", str(tmp_path / "new"), "--group", "9Z"])
+    assert unknown.exit_code != 0 and not (tmp_path / "new").exists()
+
+
+def test_package_names_cannot_leave_the_folder(app, tmp_path):
+    """A name that climbs out of the folder (or is absolute) is refused before anything lands outside."""
+    from services.yearbook import PackageError, write_package
+
+    for name in ("../escaped.txt", "IMAGES/../../escaped.txt", str(tmp_path / "escaped.txt")):
+        with pytest.raises(PackageError):
+            write_package(tmp_path / f"out-{len(name)}", [(b"x", name)])
+    assert not (tmp_path / "escaped.txt").exists()
