@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, func, select
 
 from data import storage
 from data.extensions import db
@@ -108,7 +108,14 @@ def is_portrait_candidate(photo_id: int, person_id: int) -> bool:
 def group_summaries() -> list[GroupSummary]:
     """Each group with its people, their photos and who has no portrait; the no-group bucket last."""
     people = people_in(None)
-    photos = photos_by_person(people, deliverable())
+    photos = dict(
+        db.session.execute(
+            select(photo_person.c.person_id, func.count())
+            .join(Photo, Photo.id == photo_person.c.photo_id)
+            .where(deliverable())
+            .group_by(photo_person.c.person_id)
+        ).all()
+    )
     by_group: dict[str, list[Portrait]] = defaultdict(list)
     for portrait in portraits(people):
         by_group[group_of(portrait.person)].append(portrait)
@@ -116,7 +123,7 @@ def group_summaries() -> list[GroupSummary]:
         GroupSummary(
             name,
             len(members),
-            sum(len(photos.get(p.person.id, [])) for p in members),
+            sum(photos.get(p.person.id, 0) for p in members),
             [p.person for p in members if p.photo is None],
         )
         for name, members in sorted(by_group.items(), key=lambda item: (item[0] == NO_GROUP, item[0].casefold()))

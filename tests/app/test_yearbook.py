@@ -46,7 +46,10 @@ def index_rows(archive: zipfile.ZipFile) -> list[dict]:
 def test_page_lists_groups_with_counts_and_who_has_no_portrait(client, day):
     """Admins see each group with its people and photos, who lacks a portrait, and the download links."""
     page = client.get("/admin/yearbook").get_data(as_text=True)
-    assert "Dora Eck" in page and "No group" in page
+    rows = [" ".join(row.split()) for row in page.split("<tr>")[2:]]
+    assert rows[0].startswith('<th scope="row">5B</th> <td>3</td> <td>3</td> <td>1:')
+    assert "Dora Eck" in rows[0] and "Anna Berg" not in rows[0]
+    assert rows[1].startswith('<th scope="row">No group</th> <td>1</td> <td>1</td> <td>none</td>')
     assert "/admin/yearbook/class.zip?group=5B" in page and "/admin/yearbook/yearbook.zip?group=5B" in page
     assert 'href="/admin/yearbook"' in page  # in the menu
 
