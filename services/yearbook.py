@@ -61,7 +61,7 @@ def group_of(person: Person) -> str:
 
 def people_in(group: str | None) -> list[Person]:
     """Everyone (group None) or one group's people, by group, then name."""
-    people = db.session.scalars(select(Person).order_by(Person.group_name, Person.name, Person.code))
+    people = db.session.scalars(select(Person).order_by(Person.group_name.asc().nulls_last(), Person.name, Person.code))
     return [p for p in people if group is None or group_of(p) == group]
 
 

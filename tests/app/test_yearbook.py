@@ -43,6 +43,7 @@ def index_rows(archive: zipfile.ZipFile) -> list[dict]:
     return [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
 
 
+@pytest.mark.both_databases
 def test_page_lists_groups_with_counts_and_who_has_no_portrait(client, day):
     """Admins see each group with its people and photos, who lacks a portrait, and the download links."""
     page = client.get("/admin/yearbook").get_data(as_text=True)
@@ -83,6 +84,7 @@ def test_unknown_group_is_not_found(client, day):
     assert client.get("/admin/yearbook/yearbook.zip", query_string={"group": "9Z"}).status_code == 404
 
 
+@pytest.mark.both_databases
 def test_yearbook_zip_rows_match_its_images(client, day):
     """INDEX.TXT has one row per person with a portrait, each naming an image in IMAGES, which is the default
     portrait (first photo after the card); the group is the Home Room; the roster's grade is the Grade."""
