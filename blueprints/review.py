@@ -8,7 +8,7 @@ from data import storage
 from data.database import db_retry
 from data.extensions import db
 from data.models import Batch, Photo
-from services import corrections, overview
+from services import corrections, overview, yearbook
 from services.batches import queue_batch
 from services.directory import person_for_code
 
@@ -21,10 +21,16 @@ def back_to_review(batch_id: int):
     return redirect(url_for("review.batch", batch_id=batch_id))
 
 
+def back_to_person(code: str):
+    return redirect(url_for("review.person", code=code))
+
+
 @bp.errorhandler(corrections.ReviewError)
 def refused(error: corrections.ReviewError):
     """A correction that cannot apply: nothing was changed (the unit rolled back); say why."""
     flash(str(error), "error")
+    if "code" in request.view_args:
+        return back_to_person(request.view_args["code"]), 303
     return back_to_review(request.view_args["batch_id"]), 303
 
 
@@ -99,12 +105,44 @@ def rerun(batch_id: int, action: str):
     return back_to_review(batch_id), 303
 
 
+@bp.post("/batches/<int:batch_id>/review/portrait")
+@admin_required
+@db_retry
+def portrait_in_batch(batch_id: int):
+    """The large view's "p": the photo shown becomes its person's yearbook portrait."""
+    photo_id = request.form.get("photo_id", "")
+    if not photo_id.isdigit():
+        raise corrections.ReviewError("Open a photo, then press p to make it the portrait.")
+    chosen = corrections.portrait_from_batch(batch_id, int(photo_id), current_user.id)
+    flash(f"Yearbook portrait of {chosen.name} picked; pick another, or go back to the default, on their page.")
+    return back_to_review(batch_id), 303
+
+
 @bp.get("/person/<code>")
 @staff_required
 @db_retry
 def person(code: str):
     found = person_for_code(code) or abort(404)
-    return render_template("review/person.html", person=found, photos=corrections.person_photos(found))
+    portrait, candidates = yearbook.portrait_options(found)
+    return render_template(
+        "review/person.html",
+        person=found,
+        photos=corrections.person_photos(found),
+        portrait=portrait,
+        candidates=candidates,
+    )
+
+
+@bp.post("/person/<code>/portrait")
+@admin_required
+@db_retry
+def portrait(code: str):
+    """Pick the person's yearbook portrait; no photo id goes back to the default (the first after the card)."""
+    found = person_for_code(code) or abort(404)
+    photo_id = request.form.get("photo_id", "")
+    corrections.choose_portrait(found, int(photo_id) if photo_id.isdigit() else None, current_user.id)
+    flash("Yearbook portrait picked." if photo_id else "Yearbook portrait: back to the first photo after the card.")
+    return back_to_person(found.code), 303
 
 
 @bp.get("/photos/<int:photo_id>/thumb")

@@ -91,14 +91,18 @@ def etagged(data: dict, render: Callable[[], object]):
     return response
 
 
-def zip_download(files: Iterable[tuple[Path, str]], filename: str) -> Response:
+def zip_download(files: Iterable[tuple[Path | bytes, str]], filename: str) -> Response:
     """A zip of (path, name in the zip) streamed as it is sent: never built whole in memory or on disk.
 
     Stored, not deflated (JPEGs do not shrink), so its size is known up front and the browser shows real
-    progress. A file is opened only when its turn comes."""
+    progress. A file is opened only when its turn comes. Small generated files (an index) may be given as
+    bytes instead of a path."""
     archive = ZipStream(sized=True)
-    for path, name in files:
-        archive.add_path(str(path), name)
+    for data, name in files:
+        if isinstance(data, bytes):
+            archive.add(data, name)
+        else:
+            archive.add_path(str(data), name)
     response = Response(archive, mimetype="application/zip")
     response.headers["Content-Length"] = str(len(archive))
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'

@@ -3,6 +3,8 @@
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import click
@@ -43,16 +45,48 @@ def behind_on_export() -> list[tuple[int, int]]:
     return run_in_transaction(export.people_behind, Person.exported_version, read_only=True)
 
 
-def delivery_round(done: Delivered) -> None:
+class Progress:
+    """Where `deliver` shows its work, on stderr: a bar per phase when a person watches (stdout and stderr
+    are terminals), else one plain line per phase; under --json only the bar, never a line."""
+
+    def __init__(self, as_json: bool):
+        self.bar = sys.stdout.isatty() and sys.stderr.isatty()
+        self.lines = not self.bar and not as_json
+
+    @contextmanager
+    def phase(self, label: str, total: int) -> Iterator[Callable[[], None]]:
+        """A step function for `total` units of work (nothing is shown for none)."""
+        if total and self.bar:
+            with click.progressbar(length=total, label=label, show_pos=True, file=sys.stderr) as bar:
+                yield lambda: bar.update(1)
+            return
+        if total and self.lines:
+            click.echo(f"{label}: {total}", err=True)
+        yield lambda: None
+
+
+def drive_photos(people: list[tuple[int, int]]) -> int:
+    """The photos a Drive round goes through for these people: each one is placed or found in place."""
+    return run_in_transaction(
+        lambda: sum(len(export.deliverable_photos(person_id)) for person_id, _ in people), read_only=True
+    )
+
+
+def delivery_round(done: Delivered, progress: Progress) -> None:
     """Export, then Drive (so the e-mail can carry the folder link), then the e-mails that are due."""
-    exporting = behind_on_export()
-    done.people.update(person_id for person_id, _ in exporting + behind_on_drive())
-    export.export_pending()
+    exporting, syncing = behind_on_export(), behind_on_drive()
+    done.people.update(person_id for person_id, _ in exporting + syncing)
+    with progress.phase("Exporting people", len(exporting)) as advance:
+        export.export_pending(advance)
     done.exported += len(exporting)
     if drive_on():
-        drive_sync.sync_pending(done.drive)
-    for outcome, count in outbox.send_due().items():
-        done.emails[outcome] += count
+        # Exporting can put more people behind on Drive: count after it.
+        syncing = behind_on_drive()
+        with progress.phase("Drive photos", drive_photos(syncing)) as advance:
+            drive_sync.sync_pending(done.drive, advance)
+    with progress.phase("Sending e-mails", outbox.count_due()) as advance:
+        for outcome, count in outbox.send_due(advance).items():
+            done.emails[outcome] += count
 
 
 def unfinished() -> bool:
@@ -68,23 +102,16 @@ def drive_stopped() -> bool:
     return drive_state() == "error"
 
 
-def show_progress(done: Delivered) -> None:
-    if sys.stderr.isatty():
-        click.echo(f"\r{json.dumps(done.as_json())}", err=True, nl=False)
-
-
 @click.command("deliver")
 @click.option("--wait", is_flag=True, help="Keep going until nothing is left to deliver (retries wait their turn).")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as one JSON object.")
 def deliver(wait: bool, as_json: bool) -> None:
     """Run pending exports, the Drive sync and the e-mails; exit non-zero if anything failed."""
-    done = Delivered()
-    delivery_round(done)
-    show_progress(done)
+    done, progress = Delivered(), Progress(as_json)
+    delivery_round(done, progress)
     while wait and unfinished() and not drive_stopped():
         time.sleep(current_app.config["PROCESSOR_POLL_SECONDS"])
-        delivery_round(done)
-        show_progress(done)
+        delivery_round(done, progress)
     # "retrying": some photo did not go up this round.
     failed = done.emails["failed"] > 0 or drive_state() in {"error", "retrying"}
     summary = done.as_json()

@@ -65,6 +65,11 @@ class Person(db.Model):
     delivery_version: Mapped[int] = mapped_column(default=0)
     exported_version: Mapped[int] = mapped_column(default=0)
     synced_version: Mapped[int] = mapped_column(default=0)
+    # The yearbook portrait an admin picked; ignored while that photo is not deliverable to this person
+    # (services/yearbook falls back to the first photo after the card).
+    portrait_photo_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("photo.id", ondelete="SET NULL", name="fk_person_portrait_photo_id_photo")
+    )
 
     aliases: Mapped[list["PersonAlias"]] = relationship(back_populates="person")
 

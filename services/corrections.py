@@ -13,7 +13,7 @@ from data.models import Person, PersonAlias, Photo, ReviewCorrection, photo_pers
 from data.states import PhotoRole, ScanState
 from engine import grouping
 from engine.grouping import CorrectionKind
-from services import regrouping
+from services import regrouping, yearbook
 from services.audit import audit
 from services.batches import queue_batch
 from services.directory import UnknownPerson, person_for_code, resolve_person
@@ -156,6 +156,27 @@ def link_code(code: str, person_text: str, user_id: int | None) -> list[int]:
     for batch_id in batch_ids:
         regrouping.regroup_batch(batch_id)
     return batch_ids
+
+
+def choose_portrait(person: Person, photo_id: int | None, user_id: int | None) -> None:
+    """Pick the person's yearbook portrait (None: back to the default, the first photo after the card).
+    Audited; undone by picking again."""
+    if photo_id is not None and not yearbook.is_portrait_candidate(photo_id, person.id):
+        raise ReviewError("Only a photo delivered to this person (not their card) can be their portrait.")
+    before = {"portrait_photo_id": person.portrait_photo_id}
+    person.portrait_photo_id = photo_id
+    audit(user_id, "portrait", "person", person.id, before, {"portrait_photo_id": photo_id})
+    db.session.flush()
+
+
+def portrait_from_batch(batch_id: int, photo_id: int, user_id: int | None) -> Person:
+    """The large view's "p": the photo becomes the portrait of the one person it is delivered to."""
+    photo = batch_photos(batch_id, [photo_id])[0]
+    people = [p for p in photo.people if yearbook.is_portrait_candidate(photo.id, p.id)]
+    if len(people) != 1:
+        raise ReviewError("A portrait is a photo of one person (not a card, not excluded); this one is not.")
+    choose_portrait(people[0], photo.id, user_id)
+    return people[0]
 
 
 @dataclass

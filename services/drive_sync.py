@@ -11,6 +11,7 @@ address takes back exactly our earlier grant.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
@@ -237,9 +238,16 @@ def share_folder(client: drive_client.DriveClient, person_id: int, plan: SyncPla
 
 
 def sync_person(
-    client: drive_client.DriveClient, root_id: str, person_id: int, version: int, share: str, tally: SyncTally
+    client: drive_client.DriveClient,
+    root_id: str,
+    person_id: int,
+    version: int,
+    share: str,
+    tally: SyncTally,
+    advance: Callable[[], None] = lambda: None,
 ) -> bool:
-    """Make the person's Drive folder match their export and DRIVE_SHARE; True when everything went through."""
+    """Make the person's Drive folder match their export and DRIVE_SHARE; True when everything went through.
+    `advance` is called after each of their photos, placed or found in place."""
     plan = run_in_transaction(sync_plan, person_id, read_only=True)
     folder_id = plan.folder_id
     if plan.wanted and not folder_id:
@@ -250,6 +258,7 @@ def sync_person(
     for name, photo in plan.wanted.items():
         item = plan.placed.get(photo.photo_id)
         if item is not None and item.synced and item.folder_id == folder_id:
+            advance()
             continue
         # A photo re-assigned from someone else: their file is moved, and its row becomes ours.
         moved = plan.movable.get(photo.photo_id)
@@ -281,6 +290,7 @@ def sync_person(
         except drive_client.DriveError as error:
             complete = False
             db_commit_with_retry(record_item, photo.photo_id, person_id, None, None, None, error=str(error))
+        advance()
     wanted_ids = {photo.photo_id for photo in plan.wanted.values()}
     for item in plan.placed.values():
         if item.photo_id not in wanted_ids | plan.handed_over and item.file_id:
@@ -291,9 +301,9 @@ def sync_person(
     return complete
 
 
-def sync_pending(tally: SyncTally | None = None) -> int:
+def sync_pending(tally: SyncTally | None = None, advance: Callable[[], None] = lambda: None) -> int:
     """Sync everyone whose photos changed since their last sync; returns how many people were done,
-    and adds what was done on Drive to `tally` if given.
+    and adds what was done on Drive to `tally` if given; `advance` is called after each photo.
 
     Problems a person must fix (credentials, sharing, quota) stop the round and show on the
     dashboard; the next round tries again rather than crash-looping.
@@ -312,7 +322,7 @@ def sync_pending(tally: SyncTally | None = None) -> int:
         with drive_client.drive_from_settings(config, backoff) as client:
             db_commit_with_retry(set_status, "syncing", f"{len(pending)} people to sync")
             for person_id, version in pending:
-                done += sync_person(client, config.root_folder_id, person_id, version, share, tally)
+                done += sync_person(client, config.root_folder_id, person_id, version, share, tally, advance)
     except (drive_client.DriveConfigError, drive_client.DriveQuotaError) as error:
         log.error("Drive sync stopped: %s", error)
         db_commit_with_retry(set_status, "error", str(error))

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from flask import current_app
@@ -53,11 +54,11 @@ def deliverable(include_cards: bool | None = None) -> ColumnElement[bool]:
     return and_(Photo.role.in_(roles), Photo.excluded.is_(False), Photo.scan_state == ScanState.SCANNED)
 
 
-def deliverable_query(person_id: int) -> Select:
+def deliverable_query(person_id: int, include_cards: bool | None = None) -> Select:
     return (
         select(Photo)
         .join(photo_person, photo_person.c.photo_id == Photo.id)
-        .where(photo_person.c.person_id == person_id, deliverable())
+        .where(photo_person.c.person_id == person_id, deliverable(include_cards))
     )
 
 
@@ -209,10 +210,12 @@ def record_export(person_id: int, version: int) -> None:
         outbox.queue_photos_ready(person_id, version)
 
 
-def export_pending() -> int:
-    """Export everyone whose photos changed since their last export; return files changed."""
+def export_pending(advance: Callable[[], None] = lambda: None) -> int:
+    """Export everyone whose photos changed since their last export; return files changed. `advance` is
+    called after each person (a progress bar's step)."""
     changed = 0
     for person_id, version in run_in_transaction(people_behind, Person.exported_version, read_only=True):
         changed += run_in_transaction(lambda pid=person_id: export_person(db.session.get(Person, pid)), read_only=True)
         db_commit_with_retry(record_export, person_id, version)
+        advance()
     return changed

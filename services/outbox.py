@@ -3,6 +3,7 @@ queues nothing new. A sender claims one in a unit of work, sends it outside any 
 outcome in another unit: a slow SMTP server never holds the database's write lock."""
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -144,8 +145,9 @@ def send_one(claimed: Claimed) -> MailState:
     return MailState.SENT
 
 
-def send_due() -> dict:
-    """Send every message that is due now; returns {"sent": N, "failed": N} for this round (failed: given up)."""
+def send_due(advance: Callable[[], None] = lambda: None) -> dict:
+    """Send every message that is due now; returns {"sent": N, "failed": N} for this round (failed: given up).
+    `advance` is called after each attempt (a progress bar's step)."""
     done = {"sent": 0, "failed": 0}
     if not mail.mail_enabled():
         return done
@@ -153,7 +155,15 @@ def send_due() -> dict:
         outcome = send_one(claimed)
         if outcome in (MailState.SENT, MailState.FAILED):
             done[outcome.value] += 1
+        advance()
     return done
+
+
+def count_due() -> int:
+    """How many messages send_due would try now (0 while e-mail is off)."""
+    if not mail.mail_enabled():
+        return 0
+    return run_in_transaction(lambda: db.session.scalar(select(func.count()).where(due())), read_only=True)
 
 
 def waiting() -> bool:

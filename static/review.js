@@ -71,7 +71,8 @@
     })
   }
 
-  // The large view: a photo's View button (or Enter on it) opens it; arrows move; a/c/n/x act on the photo shown.
+  // The large view: a photo's View button (or Enter on it) opens it; arrows move; a/c/n/x act on the photo
+  // shown; p makes it its person's yearbook portrait.
   const viewer = document.getElementById('viewer')
   const image = document.getElementById('viewer-image')
   const title = document.getElementById('viewer-title')
@@ -112,6 +113,14 @@
     else form.requestSubmit()
   }
 
+  const portraitForm = document.getElementById('portrait-form')
+  const pickPortrait = () => {
+    if (!portraitForm) return
+    portraitForm.querySelector('#portrait-photo').value = viewable[current].dataset.photo
+    close()
+    portraitForm.requestSubmit()
+  }
+
   // Arrows move between photos in the grid, in page order, so a keyboard goes through a batch quickly.
   const stops = thumbs.map((thumb) => thumb.querySelector('input, button.view')).filter(Boolean)
   for (const [index, stop] of stops.entries()) {
@@ -139,6 +148,7 @@
       else if (event.key === 'ArrowLeft') show(current - 1)
       else if (event.key === 'Escape') close()
       else if (KINDS[event.key]) act(KINDS[event.key])
+      else if (event.key === 'p') pickPortrait()
       else return
       event.preventDefault()
     })

@@ -1,6 +1,11 @@
-"""Fixtures for the app tests that reach outside services (the fake Drive server)."""
+"""Fixtures for the app tests that reach outside services: the fake Drive server, a whole photo day."""
+
+import json
 
 import pytest
+
+# Anna's card and two photos, then Ben's card and one photo.
+TWO_PEOPLE = [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)]
 
 
 @pytest.fixture
@@ -17,3 +22,21 @@ def fake(app):
             DRIVE_RETRY_BASE_SECONDS=0.01,
         )
         yield server
+
+
+@pytest.fixture
+def ingest_day(runner, tmp_path):
+    """A photo day as the operator runs it: `import-roster` (the CSV text given), then `ingest --wait` of
+    generated camera files (cards and photos, TWO_PEOPLE unless given). Returns ingest's JSON summary."""
+    from tests.support.photogen import SMALL_SIZE, make_batch
+
+    def ingest(roster: str, plan: list[tuple] = TWO_PEOPLE) -> dict:
+        roster_file = tmp_path / "roster.csv"
+        roster_file.write_text(roster)
+        assert runner.invoke(args=["import-roster", str(roster_file)]).exit_code == 0
+        make_batch(tmp_path / "day", plan, size=SMALL_SIZE)
+        result = runner.invoke(args=["ingest", str(tmp_path / "day"), "--wait", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    return ingest

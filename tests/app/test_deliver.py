@@ -1,14 +1,16 @@
 """`flask deliver`: exports, the Drive sync and the e-mails from the command line, counted."""
 
+import io
 import json
+import sys
 
 import pytest
 from sqlalchemy import select
 
+from cli.delivery_commands import Progress
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Person
-from tests.support.photogen import SMALL_SIZE, make_batch
 from tests.support.smtpserver import Mailbox, smtp_server, smtp_settings
 
 ROSTER = "code,name,email,group\nANNA,Anna Berg,anna@example.com,\nBEN,Ben Cho,ben@example.com,\n"
@@ -23,16 +25,9 @@ def mailbox(app):
 
 
 @pytest.fixture
-def day(runner, tmp_path, mailbox):
+def day(ingest_day, mailbox):
     """Two people with photos, scanned, grouped and exported by `ingest --wait`."""
-    roster = tmp_path / "roster.csv"
-    roster.write_text(ROSTER)
-    assert runner.invoke(args=["import-roster", str(roster)]).exit_code == 0
-    make_batch(
-        tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)], size=SMALL_SIZE
-    )
-    result = runner.invoke(args=["ingest", str(tmp_path / "day"), "--wait", "--json"])
-    assert result.exit_code == 0, result.output
+    ingest_day(ROSTER)
 
 
 def deliver(runner, *options: str):
@@ -91,3 +86,47 @@ def test_deliver_exports_people_whose_photos_changed(app, runner, day, mailbox):
         "emails": {"sent": 1, "failed": 0},
     }
     assert [message["To"] for message in mailbox.messages()][-1] == "anna@example.com"
+
+
+def test_json_output_is_exactly_the_contract_and_carries_no_progress(runner, fake, day):
+    """--json prints one JSON line, byte for byte, and no progress anywhere (not even on stderr)."""
+    result = deliver(runner)
+    expected = {
+        "people": 2,
+        "exported": 0,
+        "drive": {"uploaded": 3, "verified": 0, "folders": 2},
+        "emails": {"sent": 2, "failed": 0},
+    }
+    assert result.stdout == json.dumps(expected) + "\n"
+    assert result.stderr == ""
+
+
+def test_without_a_terminal_each_phase_is_one_plain_line_on_stderr(runner, fake, day):
+    """Off a terminal the progress is a plain line per phase with its size, on stderr; stdout is the summary."""
+    result = runner.invoke(args=["deliver"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == ["Drive photos: 3", "Sending e-mails: 2"]
+    assert result.stdout.splitlines() == [
+        "2 people, 0 exported; Drive: 3 uploaded, 0 verified, 2 folders; e-mails: 2 sent, 0 failed"
+    ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_each_phase_is_a_bar_that_reaches_its_total(monkeypatch):
+    """With stdout and stderr on a terminal, a phase draws a bar on stderr that counts up to its total."""
+    stderr = Terminal()
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    monkeypatch.setattr(sys, "stderr", stderr)
+    progress = Progress(as_json=True)
+    with progress.phase("Drive photos", 3) as advance:
+        for _ in range(3):
+            advance()
+    with progress.phase("Sending e-mails", 0) as advance:
+        advance()
+    drawn = stderr.getvalue()
+    assert "Drive photos" in drawn and "[####################################]  3/3" in drawn
+    assert "Sending e-mails" not in drawn and sys.stdout.getvalue() == ""

@@ -1,7 +1,6 @@
 """Drive delivery wired to the database: the real client against the fake Drive server."""
 
 import hashlib
-import json
 
 import pytest
 from sqlalchemy import select
@@ -12,22 +11,13 @@ from data.extensions import db
 from data.models import DriveItem, Person, Photo
 from services import drive_sync
 from services.corrections import correct
-from tests.support.photogen import SMALL_SIZE, make_batch
 
 ROSTER = "code,name,email,group\nANNA,Anna Berg,,\nBEN,Ben Cho,,\n"
 
 
 @pytest.fixture
-def batch(runner, tmp_path):
-    roster = tmp_path / "roster.csv"
-    roster.write_text(ROSTER)
-    assert runner.invoke(args=["import-roster", str(roster)]).exit_code == 0
-    make_batch(
-        tmp_path / "day", [("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",)], size=SMALL_SIZE
-    )
-    result = runner.invoke(args=["ingest", str(tmp_path / "day"), "--wait", "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+def batch(ingest_day):
+    return ingest_day(ROSTER)
 
 
 def folders(fake) -> dict[str, list[str]]:

@@ -36,6 +36,8 @@ ADMIN_ENDPOINTS = {
     "review.undo_last",
     "review.link",
     "review.rerun",
+    "review.portrait_in_batch",
+    "review.portrait",
     "people.import_form",
     "people.import_preview",
     "people.import_confirm",

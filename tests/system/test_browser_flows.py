@@ -199,3 +199,21 @@ def test_an_action_on_many_photos_asks_first(served, browser):
     page.click("#correct-form button[type=submit]")
     page.wait_for_selector("text=photo(s) changed")
     context.close()
+
+
+def test_p_in_the_large_view_picks_the_yearbook_portrait(admin_page, served):
+    """p on a photo shown large makes it its person's portrait; their page says so and goes back to the default."""
+    server, day = served
+    admin_page.goto(f"{server.url}/batches/{day.batch_id}/review")
+    admin_page.locator(".thumb[data-name='IMG_0003.JPG'] input").first.focus()
+    admin_page.keyboard.press("Enter")
+    assert "IMG_0003.JPG" in admin_page.locator("#viewer-title").inner_text()
+    admin_page.keyboard.press("p")
+    admin_page.wait_for_selector("text=Yearbook portrait of Anna Berg picked")
+    admin_page.goto(f"{server.url}/person/ANNA")
+    portrait = admin_page.locator("#portrait")
+    assert "IMG_0003.JPG" in portrait.inner_text() and "picked by an admin" in portrait.inner_text()
+    assert_clean(admin_page)
+    admin_page.get_by_role("button", name="Back to the default portrait").click()
+    admin_page.wait_for_selector("text=back to the first photo after the card")
+    assert "the first photo after the card" in admin_page.locator("#portrait").inner_text()
