@@ -84,6 +84,7 @@ def test_family_gallery_shows_exactly_what_export_delivers_to_each_sibling(clien
     assert response.headers["X-Robots-Tag"] == "noindex, nofollow"
 
 
+@pytest.mark.both_databases
 def test_zip_holds_exactly_the_delivered_photos_and_a_moved_photo_leaves_at_once(client, day):
     """The zip has one folder per sibling with exactly their photos' bytes; an excluded photo is gone from
     the page, its thumbnail, its original and the zip on the next request."""
@@ -154,6 +155,7 @@ def test_unknown_revoked_and_expired_links_get_the_same_404_as_any_missing_page(
             assert (response.status_code, response.data) == (404, missing.data), (token, suffix)
 
 
+@pytest.mark.both_databases
 def test_admin_revokes_a_link_with_effect_at_once_and_the_page_lists_counts(client, day):
     """Views and downloads are counted per link and listed for admins; a revoke ends the link at once."""
     token = family_link()
@@ -234,6 +236,7 @@ def test_requests_over_the_limit_from_one_address_get_a_429_page(app, client, da
     assert link_row().views == 2  # the refused request was not counted
 
 
+@pytest.mark.both_databases
 def test_opened_at_is_the_first_view_for_each_person_of_the_link(client, day):
     """opened_at_by_person gives both siblings the family link's first view time, and nobody else."""
     token = family_link()
