@@ -54,17 +54,7 @@ def photo_page(token: str, photo_id: int):
     place = found.locate(photo_id) if found is not None else None
     if place is None:
         return not_found()
-    section, index, before, after = place
-    return render_template(
-        "gallery/photo.html",
-        gallery=found,
-        token=token,
-        section=section,
-        index=index,
-        photo=section.photos[index],
-        before=before,
-        after=after,
-    )
+    return render_template("gallery/photo.html", gallery=found, token=token, place=place)
 
 
 @bp.get("/<token>/<int:photo_id>/thumb")

@@ -61,15 +61,26 @@ class Gallery:
     def size(self) -> int:
         return sum(photo.size for section in self.sections for photo in section.photos)
 
-    def locate(self, photo_id: int) -> tuple[Section, int, GalleryPhoto | None, GalleryPhoto | None] | None:
-        """The photo's section and place in it, and the photos before and after it in the whole gallery."""
-        flat = [(section, index) for section in self.sections for index in range(len(section.photos))]
-        for at, (section, index) in enumerate(flat):
-            if section.photos[index].id == photo_id:
-                before = flat[at - 1][0].photos[flat[at - 1][1]] if at > 0 else None
-                after = flat[at + 1][0].photos[flat[at + 1][1]] if at + 1 < len(flat) else None
-                return section, index, before, after
+    def locate(self, photo_id: int) -> "Place | None":
+        flat = [(section, index, photo) for section in self.sections for index, photo in enumerate(section.photos)]
+        for at, (section, index, photo) in enumerate(flat):
+            if photo.id == photo_id:
+                before = flat[at - 1][2] if at > 0 else None
+                after = flat[at + 1][2] if at + 1 < len(flat) else None
+                return Place(section, index, photo, before, after)
         return None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where one photo is in a gallery: its person's section, its index there, and its neighbours in the
+    whole gallery (for previous and next)."""
+
+    section: Section
+    index: int
+    photo: GalleryPhoto
+    before: GalleryPhoto | None
+    after: GalleryPhoto | None
 
 
 def admit(token: str, ip: str, use: Use) -> GalleryLink | None:
@@ -143,11 +154,8 @@ def zip_entries(token: str, ip: str) -> list[tuple[Path, str]] | None:
 def download_original(token: str, ip: str, photo_id: int) -> GalleryPhoto | None:
     """One original as a file, under its gallery name. Counted as a download."""
     link = admit(token, ip, Use.DOWNLOAD)
-    found = gallery_of(link).locate(photo_id) if link is not None else None
-    if found is None:
-        return None
-    section, index, _, _ = found
-    return section.photos[index]
+    place = gallery_of(link).locate(photo_id) if link is not None else None
+    return place.photo if place is not None else None
 
 
 def picture(token: str, ip: str, photo_id: int, *, thumbnail: bool) -> Path | None:
