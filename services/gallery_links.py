@@ -39,14 +39,17 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def link_path(link: GalleryLink) -> str:
-    return f"{URL_PREFIX}/{token_for(link.seed)}"
+def link_path(link: GalleryLink) -> str | None:
+    """The link's address on this site; None for a link made under another secret key (it still opens,
+    but this app can no longer write it out)."""
+    token = token_for(link.seed)
+    return f"{URL_PREFIX}/{token}" if digest(token) == link.token_hash else None
 
 
 def gallery_url(link: GalleryLink) -> str | None:
     """The link as people outside reach it; None while INTAKE_PUBLIC_URL is unset (no address to give)."""
-    public = current_app.config["PUBLIC_URL"]
-    return f"{public}{link_path(link)}" if public else None
+    public, path = current_app.config["PUBLIC_URL"], link_path(link)
+    return f"{public}{path}" if public and path else None
 
 
 def is_live(now: datetime | None = None) -> ColumnElement[bool]:
@@ -106,7 +109,7 @@ def family_link_for_mail(person_id: int) -> str | None:
     if link is not None and link.revoked_at is not None:
         return None
     # A link made under another secret key can no longer be written out: the e-mail gets a new one.
-    if link is None or link.expires_at <= utcnow() or digest(token_for(link.seed)) != link.token_hash:
+    if link is None or link.expires_at <= utcnow() or link_path(link) is None:
         link = new_link(email=person.email)
     link.expires_at = max(link.expires_at, utcnow() + timedelta(days=current_app.config["GALLERY_DAYS"]))
     return gallery_url(link)
@@ -159,13 +162,14 @@ class LinkRow:
     downloads: int
     first_opened_at: datetime | None
     last_opened_at: datetime | None
-    path: str | None  # only for a live link
+    live: bool
+    path: str | None  # a live link's address, to show (None: made under another secret key)
 
     @property
     def state(self) -> str:
         if self.revoked_at is not None:
             return "revoked"
-        return "live" if self.path else "expired"
+        return "live" if self.live else "expired"
 
 
 def family_names() -> dict[str, list[str]]:
@@ -197,6 +201,7 @@ def admin_rows() -> list[LinkRow]:
                 link.downloads,
                 link.first_opened_at,
                 link.last_opened_at,
+                live,
                 link_path(link) if live else None,
             )
         )

@@ -303,6 +303,17 @@ def test_an_expired_family_link_is_replaced_by_the_next_mail(client, day, mailbo
     assert new != f"{PUBLIC}/gallery/{old}" and get(client, new.removeprefix(PUBLIC)).status_code == 200
 
 
+def test_after_a_new_secret_key_the_next_mail_replaces_the_link_it_cannot_write_out(app, client, day, mailbox):
+    """A link made under the old SECRET_KEY still opens; the next e-mail carries a new link, which ends it."""
+    old = family_link()
+    app.config["SECRET_KEY"] = "a new secret key"
+    assert get(client, f"/gallery/{old}").status_code == 200
+    db_commit_with_retry(export.record_export, person_ids()["ANNA"], 1)
+    [new] = gallery_links_in(photos_ready(mailbox, 1)[0])
+    assert get(client, new.removeprefix(PUBLIC)).status_code == 200
+    assert get(client, f"/gallery/{old}").status_code == 404
+
+
 def person_ids() -> dict[str, int]:
     return run_in_transaction(
         lambda: dict(db.session.execute(select(Person.code, Person.id)).tuples().all()), read_only=True
