@@ -177,7 +177,9 @@ def zip_round(server: LiveServer, token: str, worker: int) -> dict:
     stop.set()
     sampler.join()
     assert received == length, (received, length)
-    return {"bytes": received, "seconds": seconds, "rss_before": before, "rss_peak": max(peak[worker], before)}
+    # A download shorter than one sampling interval has no sample of its own: its end is one.
+    peak_rss = max(peak.get(worker, 0), rss_bytes(worker), before)
+    return {"bytes": received, "seconds": seconds, "rss_before": before, "rss_peak": peak_rss}
 
 
 def run(count: int, size: tuple[int, int], rounds: int) -> dict:
