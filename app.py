@@ -7,7 +7,20 @@ from dotenv import load_dotenv
 from flask import Flask
 
 import cli
-from blueprints import admin, api, auth, dashboard, hardening, people, registration, review, school, uploads, web
+from blueprints import (
+    admin,
+    api,
+    auth,
+    dashboard,
+    gallery,
+    hardening,
+    people,
+    registration,
+    review,
+    school,
+    uploads,
+    web,
+)
 from data import storage
 from data.config import Config
 from data.database import configure_engine
@@ -56,5 +69,5 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def register_blueprints(app: Flask) -> None:
-    for module in (auth, registration, dashboard, review, api, uploads, people, admin, school):
+    for module in (auth, registration, dashboard, review, api, uploads, people, admin, school, gallery):
         app.register_blueprint(module.bp)

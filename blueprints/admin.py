@@ -9,7 +9,7 @@ from data.database import db_retry
 from data.db_stats import data_layer_health
 from data.states import UserRole
 from engine.cards import link_svg
-from services import accounts, outbox, signup
+from services import accounts, gallery_links, outbox, signup
 
 bp = Blueprint("admin", __name__)
 
@@ -173,3 +173,43 @@ def resend_failed_emails():
     count = outbox.resend_failed()
     flash(f"{count} e-mail(s) will be sent again.")
     return redirect(url_for("dashboard.index")), 303
+
+
+@bp.get("/admin/galleries")
+@admin_required
+@db_retry
+def galleries():
+    base = current_app.config["PUBLIC_URL"] or request.url_root.rstrip("/")
+    return render_template("admin/galleries.html", links=gallery_links.admin_rows(), base=base)
+
+
+def gallery_change(change, *args, done: str):
+    """Run one change to the gallery links; a refusal is shown to the admin, nothing changed."""
+    try:
+        change(*args, current_user.id)
+    except gallery_links.GalleryLinkError as error:
+        flash(str(error), "error")
+    else:
+        flash(done)
+    return redirect(url_for("admin.galleries")), 303
+
+
+@bp.post("/admin/galleries")
+@admin_required
+@db_retry
+def new_gallery_link():
+    return gallery_change(gallery_links.new_link_for, request.form.get("owner", ""), done="New gallery link made.")
+
+
+@bp.post("/admin/galleries/<int:link_id>/revoke")
+@admin_required
+@db_retry
+def revoke_gallery_link(link_id: int):
+    return gallery_change(gallery_links.revoke, link_id, done="The link is revoked: it opens nothing from now on.")
+
+
+@bp.post("/admin/galleries/<int:link_id>/renew")
+@admin_required
+@db_retry
+def renew_gallery_link(link_id: int):
+    return gallery_change(gallery_links.renew, link_id, done="New gallery link made; the old one opens nothing.")

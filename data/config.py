@@ -91,6 +91,10 @@ class Config:
         # often one address for every parent on it).
         self.REGISTER_PER_ADDRESS_PER_MINUTE = env_int("INTAKE_REGISTER_PER_ADDRESS_PER_MINUTE", 60)
         self.REGISTER_PER_MINUTE = env_int("INTAKE_REGISTER_PER_MINUTE", 600)
+        # Private galleries: a link works this many days after it was made or last e-mailed; gallery pages,
+        # downloads and unknown links per minute from one address.
+        self.GALLERY_DAYS = env_int("INTAKE_GALLERY_DAYS", 60)
+        self.GALLERY_PER_ADDRESS_PER_MINUTE = env_int("INTAKE_GALLERY_PER_ADDRESS_PER_MINUTE", 120)
         # A card holds at most a few thousand photos; each entry costs a database write.
         self.MAX_ZIP_ENTRIES = env_int("INTAKE_MAX_ZIP_ENTRIES", 5000)
         # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).

@@ -344,3 +344,27 @@ class LockEvent(db.Model):
 class Setting(db.Model):
     key: Mapped[str] = mapped_column(sa.String(80), primary_key=True)
     value: Mapped[Any] = mapped_column(sa.JSON)
+
+
+class GalleryLink(db.Model):
+    """A private gallery: a family's (everyone with `family_email`) or one person's photos, behind an
+    unguessable link. Only the token's hash is kept; the token itself is derived from `seed` with the app's
+    secret key (services/gallery_links.py), so each e-mail can carry the same link and a copy of the
+    database alone opens nothing."""
+
+    # Exactly one owner: a family (by e-mail) or one person.
+    __table_args__ = (sa.CheckConstraint("(family_email IS NULL) <> (person_id IS NULL)", name="one_owner"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    seed: Mapped[str] = mapped_column(sa.String(64))
+    family_email: Mapped[str | None] = mapped_column(sa.String(320), index=True)
+    person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("user.id", ondelete="SET NULL"))
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    views: Mapped[int] = mapped_column(default=0)
+    downloads: Mapped[int] = mapped_column(default=0)
+    first_opened_at: Mapped[datetime | None]
+    last_opened_at: Mapped[datetime | None]

@@ -58,10 +58,13 @@ def card_message(letter: Letter, code: str, card_link: str | None, png: bytes) -
     return message
 
 
-def photos_ready_message(letter: Letter, drive_link: str | None) -> EmailMessage:
-    """Their photos were delivered (again, after a change)."""
+def photos_ready_message(letter: Letter, drive_link: str | None, gallery_link: str | None = None) -> EmailMessage:
+    """Their photos were delivered (again, after a change): the family's private gallery, and Drive if on."""
     text = [f"Hello {letter.name},", "Your photos are ready."]
     html = [f"Hello {escape(letter.name)},", "Your photos are ready."]
+    if gallery_link:
+        text.append(f"Your family's private gallery, to see and download them: {gallery_link}")
+        html.append(f"Your family's private gallery, to see and download them: {html_link(gallery_link)}")
     if drive_link:
         text.append(f"You can open them here: {drive_link}")
         html.append(f"You can open them here: {html_link(drive_link)}")

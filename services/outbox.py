@@ -16,7 +16,7 @@ from data.models import OutboxMessage, Person, utcnow
 from data.states import MailKind, MailState
 from engine.cards import card_png
 from engine.email_message import Letter, card_message, photos_ready_message
-from services import mail
+from services import gallery_links, mail
 
 log = logging.getLogger("intake.mail")
 
@@ -59,6 +59,7 @@ class Claimed:
     name: str
     code: str
     drive_link: str | None
+    gallery_link: str | None = None
 
 
 def due() -> ColumnElement[bool]:
@@ -91,8 +92,9 @@ def claim_next() -> Claimed | None:
     person = db.session.get(Person, message.person_id)
     # The row's id and creation time: unique even across a database that was reset and counts from 1 again.
     key = f"intake-{message.id}-{message.created_at:%Y%m%d%H%M%S%f}"
+    gallery = gallery_links.family_link_for_mail(person.id) if message.kind == MailKind.PHOTOS_READY else None
     return Claimed(
-        message.id, key, message.kind, message.to_address, person.name, person.code, person.drive_folder_link
+        message.id, key, message.kind, message.to_address, person.name, person.code, person.drive_folder_link, gallery
     )
 
 
@@ -109,7 +111,7 @@ def build(claimed: Claimed):
         public_url = current_app.config["PUBLIC_URL"]
         link = f"{public_url}/card/{claimed.code}" if public_url else None
         return card_message(letter, claimed.code, link, card_png(claimed.code, claimed.name))
-    return photos_ready_message(letter, claimed.drive_link)
+    return photos_ready_message(letter, claimed.drive_link, claimed.gallery_link)
 
 
 def record_sent(message_id: int) -> None:

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import func, select
 
 from blueprints.hardening import RAW_BODY_ENDPOINTS
+from data.database import db_commit_with_retry
 from data.extensions import db
 from data.models import Batch, LoginAttempt, Person, PersonAlias, Photo, ReviewCorrection, Setting, User
 from data.states import UserRole
-from services import accounts
+from services import accounts, gallery_links
 from tests.support.apps import build_app
 from tests.support.factories import PASSWORD, login, make_person, make_scanned_batch, make_user, register
 
@@ -28,6 +29,12 @@ PUBLIC_RULES = {
     "/card/<code>.svg",
     "/static/<path:filename>",
     "/api/health",
+    # A private gallery opens by its unguessable token, not a login (tests/app/test_galleries.py).
+    "/gallery/<token>",
+    "/gallery/<token>/<int:photo_id>",
+    "/gallery/<token>/<int:photo_id>/thumb",
+    "/gallery/<token>/<int:photo_id>/full",
+    "/gallery/<token>/photos.zip",
 }
 # Endpoints that must refuse staff (403). Every rule under /admin/ is admin-only too.
 ADMIN_ENDPOINTS = {
@@ -99,9 +106,10 @@ def setup(app, unit, *args, **kwargs):
 
 
 def seed_ids() -> dict[str, object]:
-    make_person("ANNA", "Anna")
+    anna = make_person("ANNA", "Anna")
     batch_id, photo_ids = make_scanned_batch([("card", "ANNA"), ("photo",)])
     target = make_user("target")  # the account the account pages act on: not one the test logs in with
+    link_id = db_commit_with_retry(lambda: gallery_links.new_link(person_id=anna.id).id)
     return {
         "user_id": target.id,
         "batch_id": batch_id,
@@ -110,6 +118,7 @@ def seed_ids() -> dict[str, object]:
         "code": "ANNA",
         "action": "regroup",
         "filename": "style.css",
+        "link_id": link_id,
     }
 
 

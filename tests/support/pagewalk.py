@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.sync_api import Browser, BrowserContext, Page
-from sqlalchemy import func, select
 
 from app import create_app
+from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
-from data.models import Photo
+from services import export, gallery_links
+from services.directory import person_for_code
 from tests.support.browser import log_in
 from tests.support.liveserver import LiveServer
 from tests.support.photogen import SMALL_SIZE, make_batch
@@ -37,10 +38,11 @@ class PhotoDay:
 
     batch_id: int
     code: str
-    photo_id: int
+    photo_id: int  # one of the code's delivered photos
+    token: str  # the family gallery of the code's e-mail address
 
     def argument(self, name: str):
-        values = {"batch_id": self.batch_id, "code": self.code, "photo_id": self.photo_id}
+        values = {"batch_id": self.batch_id, "code": self.code, "photo_id": self.photo_id, "token": self.token}
         if name not in values:
             raise KeyError(f"the page walk has no value for route argument {name!r}: add one to PhotoDay")
         return values[name]
@@ -67,9 +69,10 @@ def seed_photo_day(app, server: LiveServer, folder: Path) -> PhotoDay:
     assert ingest.returncode == 0, ingest.stderr
     batch_id = json.loads(ingest.stdout)["batch"]
     with app.app_context():
-        photo_id = db.session.scalar(select(func.min(Photo.id)).where(Photo.batch_id == batch_id))
+        photo_id = run_in_transaction(lambda: export.deliverable_photos(person_for_code("ANNA").id)[0].id)
+        token = db_commit_with_retry(lambda: gallery_links.token_for(gallery_links.new_link("anna@example.com").seed))
         db.engine.dispose()
-    return PhotoDay(batch_id, "ANNA", photo_id)
+    return PhotoDay(batch_id, "ANNA", photo_id, token)
 
 
 def page_paths(app, day: PhotoDay) -> list[str]:

@@ -28,3 +28,12 @@ def test_the_message_id_is_the_same_on_every_attempt():
     assert first["Message-ID"] == again["Message-ID"] and "intake-7" in first["Message-ID"]
     [card] = list(first.iter_attachments())
     assert card.get_filename() == "card-ABC.png" and card.get_content() == b"png"
+
+
+def test_photos_ready_carries_the_gallery_link_first_then_drive_in_both_parts():
+    """With a gallery and a Drive folder, both links are in the text and as links in the HTML, gallery first."""
+    gallery, drive = "https://photos.school.example/gallery/T0k3n", "https://drive.example/folders/f1"
+    message = photos_ready_message(LETTER, drive, gallery)
+    text, html = message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+    assert text.index(gallery) < text.index(drive)
+    assert html.index(f'href="{gallery}"') < html.index(f'href="{drive}"')

@@ -1,0 +1,23 @@
+"""Sliding-window limits kept as RateEvent rows, so every worker and process counts the same uses."""
+
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+
+from data.extensions import db
+from data.models import RateEvent, utcnow
+
+
+def used(bucket: str, window: timedelta) -> int:
+    """Uses of `bucket` within the last `window`; reads only, so a check costs no write."""
+    since = utcnow() - window
+    return db.session.scalar(
+        select(func.count()).select_from(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at >= since)
+    )
+
+
+def record(bucket: str, window: timedelta) -> None:
+    """Count one use, dropping the bucket's uses that have left the window."""
+    now = utcnow()
+    db.session.execute(delete(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at < now - window))
+    db.session.add(RateEvent(bucket=bucket, at=now))
