@@ -46,7 +46,7 @@ def test_registration_mails_the_card_over_starttls_with_auth_once(client, mail_o
     assert message["To"] == "ann@example.com" and message["Subject"] == "Your photo card"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert f"https://photos.school.example/card/{code}" in text and code in text
+    assert "https://photos.school.example/family/" in text and code in text
     assert "Ann &lt;b&gt;&amp;" in html and "<b>" not in html
     [card] = list(message.iter_attachments())
     assert card.get_content_type() == "image/png" and card.get_content()[:8] == b"\x89PNG\r\n\x1a\n"

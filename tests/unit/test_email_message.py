@@ -24,7 +24,7 @@ def test_names_are_escaped_in_html_and_plain_in_text():
 
 def test_the_message_id_is_the_same_on_every_attempt():
     """Built twice for one outbox row, the message keeps its Message-ID, so a receiver can spot a repeat."""
-    first, again = card_message(LETTER, "ABC", None, b"png"), card_message(LETTER, "ABC", None, b"png")
+    first, again = card_message(LETTER, "ABC", None, 30, b"png"), card_message(LETTER, "ABC", None, 30, b"png")
     assert first["Message-ID"] == again["Message-ID"] and "intake-7" in first["Message-ID"]
     [card] = list(first.iter_attachments())
     assert card.get_filename() == "card-ABC.png" and card.get_content() == b"png"
