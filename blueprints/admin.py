@@ -25,6 +25,7 @@ def settings():
         max_fields=signup.MAX_EXTRA_FIELDS,
         signup_url=signup_url(),
         shared_device=signup.shared_device_mode(),
+        email_sending=outbox.sending_on(),
     )
 
 
@@ -71,6 +72,16 @@ def set_shared_device():
     flash(
         "Shared-device mode: each card is shown once." if on else "Cards stay visible to the browser that registered."
     )
+    return redirect(url_for("admin.settings")), 303
+
+
+@bp.post("/admin/settings/email")
+@admin_required
+@db_retry
+def set_email_sending():
+    on = request.form.get("on") == "1"
+    outbox.set_sending_on(on)
+    flash("E-mail is on: waiting messages go out." if on else "E-mail is off: messages wait until it is on again.")
     return redirect(url_for("admin.settings")), 303
 
 
