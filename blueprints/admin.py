@@ -9,7 +9,7 @@ from data.database import db_retry
 from data.db_stats import data_layer_health
 from data.states import UserRole
 from engine.cards import link_svg
-from services import accounts, outbox, signup
+from services import accounts, families, outbox, signup
 
 bp = Blueprint("admin", __name__)
 
@@ -82,6 +82,16 @@ def set_email_sending():
     on = request.form.get("on") == "1"
     outbox.set_sending_on(on)
     flash("E-mail is on: waiting messages go out." if on else "E-mail is off: messages wait until it is on again.")
+    return redirect(url_for("admin.settings")), 303
+
+
+@bp.post("/admin/settings/family-links/revoke")
+@admin_required
+@db_retry
+def revoke_family_links():
+    email = signup.normalize_email(request.form.get("email", ""))
+    count = families.revoke_links(email)
+    flash(f"{count} link(s) to the cards of {email} revoked; devices that opened them no longer show the cards.")
     return redirect(url_for("admin.settings")), 303
 
 

@@ -10,11 +10,11 @@ from sqlalchemy import select, update
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import FamilyLink, OutboxMessage, Person
-from data.states import MailKind
+from data.states import MailKind, UserRole
 from services import families
 from services.signup import CARDS_AGAIN_PER_ADDRESS, CARDS_AGAIN_PER_EMAIL_PER_HOUR, set_shared_device_mode
 from tests.app.test_outbox import mail_on, send_until_delivered  # noqa: F401 (a fixture)
-from tests.support.factories import make_person, register
+from tests.support.factories import login, make_person, make_user, register
 
 LINK = re.compile(r"https://photos\.school\.example(/family/[A-Za-z0-9_-]+)")
 
@@ -156,3 +156,20 @@ def test_cards_again_is_rate_limited_alike_for_any_address(app, mail_on, email):
         for i in range(CARDS_AGAIN_PER_EMAIL_PER_HOUR)
     ]
     assert statuses == [200] * (CARDS_AGAIN_PER_EMAIL_PER_HOUR - 1) + [429]
+
+
+def test_an_admin_revokes_a_familys_links_from_settings(app, client):
+    """Revoking on Settings ends the family's links and what they showed; staff may not."""
+    make_person("ANNA", "Anna", email="fam@example.com")
+    token = db_commit_with_retry(families.new_link, "fam@example.com")
+    phone = app.test_client()
+    assert phone.get(f"/family/{token}").status_code == 303
+    make_user()
+    login(client)
+    assert client.post("/admin/settings/family-links/revoke", data={"email": "fam@example.com"}).status_code == 403
+    assert phone.get("/card/ANNA").status_code == 200
+    make_user("boss", UserRole.ADMIN)
+    login(client, "boss")
+    answer = client.post("/admin/settings/family-links/revoke", data={"email": " FAM@example.com"})
+    assert answer.status_code == 303 and phone.get("/card/ANNA").status_code == 404
+    assert phone.get(f"/family/{token}").status_code == 404
