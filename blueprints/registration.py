@@ -17,6 +17,10 @@ MAX_FIELD = 200
 GRANTS_KEPT = 20  # cards this browser registered (or a family link showed) that it may show again
 
 
+def valid_email(email: str) -> bool:
+    return "@" in email and len(email) <= 320
+
+
 def read_form(fields: list[str]) -> tuple[dict, list[str]]:
     form = {key: request.form.get(key, "").strip() for key in ("name", "email", "group")}
     form["consent"] = request.form.get("consent") == "yes"
@@ -26,7 +30,7 @@ def read_form(fields: list[str]) -> tuple[dict, list[str]]:
     errors = []
     if not form["name"]:
         errors.append("Please give your name.")
-    if "@" not in form["email"] or len(form["email"]) > 320:
+    if not valid_email(form["email"]):
         errors.append("Please give a valid email address.")
     if any(len(value) > MAX_FIELD for value in (form["name"], form["group"], *form["extra"].values())):
         errors.append(f"Name, group and other answers may have at most {MAX_FIELD} characters.")
@@ -119,24 +123,24 @@ def family_link(token: str):
     return private(redirect(url_for("registration.card", code=first.code), 303))
 
 
+def again_page(status: int = 200, email: str = "", sent: bool = False, error: str = ""):
+    return private(Response(render_template("registration/again.html", email=email, sent=sent, error=error), status))
+
+
 @bp.route("/cards/again", methods=["GET", "POST"])
 @db_retry
 def cards_again():
-    """ "Send me my cards again": the same answer for any address, known or not."""
+    """Send me my cards again: the same answer for any address, known or not."""
     if request.method == "GET":
-        return private(Response(render_template("registration/again.html", sent=False, email="")))
+        return again_page()
     email = request.form.get("email", "").strip()
-    if "@" not in email or len(email) > 320 or has_control_characters(email):
-        page = render_template(
-            "registration/again.html", sent=False, email=email, error="Please give a valid email address."
-        )
-        return private(Response(page, 400))
+    if not valid_email(email) or has_control_characters(email):
+        return again_page(400, email, error="Please give a valid email address.")
     try:
         signup.send_cards_again(email, request.remote_addr or "")
     except signup.RateLimited as error:
-        page = render_template("registration/again.html", sent=False, email=email, error=str(error))
-        return private(Response(page, 429))
-    return private(Response(render_template("registration/again.html", sent=True, email=email)))
+        return again_page(429, email, error=str(error))
+    return again_page(200, email, sent=True)
 
 
 @bp.get("/card/<code>.png")

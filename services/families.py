@@ -68,11 +68,10 @@ def family_cards(tokens: list[str], person: Person) -> list[Person]:
     at the kiosk must not see this one's cards."""
     if not tokens or not person.email:
         return [person]
+    held = live_grants(tokens).with_only_columns(CardGrant.person_id).where(CardGrant.once.is_(False))
     others = db.session.scalars(
-        live_grants(tokens)
-        .with_only_columns(Person)
-        .where(CardGrant.once.is_(False), Person.email == person.email, Person.id != person.id)
-        .distinct()
+        select(Person)
+        .where(Person.id.in_(held), Person.email == person.email, Person.id != person.id)
         .order_by(Person.id)
     )
     return [person, *others]

@@ -40,6 +40,7 @@ def export_all() -> None:
         db_commit_with_retry(export.record_export, person_id, version)
 
 
+@pytest.mark.both_databases
 def test_only_people_with_photos_are_listed_and_exporting_delivers_them_with_drive_and_mail_off(day):
     """Before the export both people with photos are undelivered; after it, with Drive and e-mail off, nobody."""
     assert names("all") == ["Anna Berg", "Ben Cho"] and names("undelivered") == ["Anna Berg", "Ben Cho"]

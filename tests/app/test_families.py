@@ -32,6 +32,7 @@ def family_link_in(message) -> str:
     return LINK.search(message.get_body(("plain",)).get_content())[1]
 
 
+@pytest.mark.both_databases
 def test_the_card_page_shows_every_card_of_the_family_this_browser_registered(app, client):
     """After registering two siblings, the page shows both cards (newest first); another family registered
     on the same browser, and a sibling registered elsewhere, are not on it."""
@@ -80,6 +81,7 @@ def test_the_emailed_link_shows_the_family_anywhere_and_only_its_hash_is_kept(ap
     assert families.digest(token) in hashes and token not in hashes
 
 
+@pytest.mark.both_databases
 def test_a_wrong_expired_or_revoked_link_is_the_same_404(app, client):
     """A made-up, an expired and a revoked link answer alike; expiry and revocation also end what the link
     showed at once."""
@@ -121,6 +123,7 @@ def test_cards_again_answers_alike_for_known_and_unknown_addresses(app, mail_on)
     make_person("ANNA", "Anna", email="fam@example.com")
     known, unknown = ask_again(app.test_client(), "FAM@example.com"), ask_again(app.test_client(), "no@example.com")
     assert known.status_code == unknown.status_code == 200
+    assert ask_again(app.test_client(), "not-an-address").status_code == 400
     assert known.get_data(as_text=True).replace("FAM@example.com", "X") == unknown.get_data(as_text=True).replace(
         "no@example.com", "X"
     )
