@@ -167,7 +167,7 @@ def submit_registration(form: dict, key: str, ip: str, per_address: int, overall
 
 
 def send_cards_again(email: str, ip: str) -> None:
-    """ "Send me my cards again": a link to the family's cards goes to a registered address. Whether the
+    """Send me my cards again: a link to the family's cards goes to a registered address. Whether the
     address is known changes nothing the asker sees: the limits are counted first, for any address, and
     the answer is the same."""
     email = normalize_email(email)
