@@ -5,6 +5,7 @@ import secrets
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from markupsafe import Markup
+from werkzeug.exceptions import NotFound
 
 from data.database import db_retry
 from engine.cards import card_png, card_svg, card_svg_file
@@ -116,7 +117,13 @@ def card(code: str):
 def family_link(token: str):
     """The e-mailed link: this browser may now see the family's cards. Unknown, expired and revoked links
     are one and the same 404."""
-    opened = families.open_link(token) or abort(404)
+    try:
+        opened = signup.open_family_link(token, request.remote_addr or "")
+    except signup.RateLimited:
+        abort(429)
+    if not opened:
+        # Answered, not raised: the unit of work commits, so a wrong token counts against the limit too.
+        return current_app.handle_http_exception(NotFound())
     keep_grants([grant for _, grant in opened])
     first, _ = opened[0]
     # Off to the cards' own address, so the token leaves the address bar (and the browser's history).

@@ -12,7 +12,7 @@ from data.models import Person, RateEvent, RegistrationSubmission, utcnow
 from data.states import PersonSource
 from data.stored_settings import read_setting, write_setting
 from services import outbox
-from services.families import digest, family_of, grant_card
+from services.families import digest, family_of, grant_card, open_link
 
 # Crockford's base32 without I, L, O, U: nothing to misread when a code is typed from a card.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -26,6 +26,8 @@ RATE_WINDOW = timedelta(minutes=1)
 CARDS_AGAIN_PER_ADDRESS = 5
 CARDS_AGAIN_OVERALL = 60
 CARDS_AGAIN_PER_EMAIL_PER_HOUR = 3
+# Family links opened per address per minute: plenty for a family, and each opening writes its grants.
+FAMILY_LINK_OPENS_PER_ADDRESS = 30
 # A form posted again this soon (a double click, a retry after a dropped connection) is the same
 # registration; later, a page kept open (Back on a kiosk) must not bring a card back.
 REPLAY_WINDOW = timedelta(minutes=2)
@@ -177,3 +179,11 @@ def send_cards_again(email: str, ip: str) -> None:
     spend({f"again-to:{digest(email)[:40]}": CARDS_AGAIN_PER_EMAIL_PER_HOUR}, timedelta(hours=1), refusal)
     if family := family_of(email):
         outbox.queue_family_link(family[0])
+
+
+def open_family_link(token: str, ip: str) -> list[tuple[Person, str]]:
+    """families.open_link, counted per address before the token is looked up (the limit is the same for a
+    good and a made-up token)."""
+    refusal = "Too many links opened from here: please try again in a minute."
+    spend({f"family:{ip[:45]}": FAMILY_LINK_OPENS_PER_ADDRESS}, RATE_WINDOW, refusal)
+    return open_link(token)

@@ -12,7 +12,12 @@ from data.extensions import db
 from data.models import FamilyLink, OutboxMessage, Person
 from data.states import MailKind, UserRole
 from services import families
-from services.signup import CARDS_AGAIN_PER_ADDRESS, CARDS_AGAIN_PER_EMAIL_PER_HOUR, set_shared_device_mode
+from services.signup import (
+    CARDS_AGAIN_PER_ADDRESS,
+    CARDS_AGAIN_PER_EMAIL_PER_HOUR,
+    FAMILY_LINK_OPENS_PER_ADDRESS,
+    set_shared_device_mode,
+)
 from tests.app.test_outbox import mail_on, send_until_delivered  # noqa: F401 (a fixture)
 from tests.support.factories import login, make_person, make_user, register
 
@@ -105,6 +110,18 @@ def test_a_wrong_expired_or_revoked_link_is_the_same_404(app, client):
     revoked = phone.get(f"/family/{fresh}")
     assert (revoked.status_code, revoked.data) == (missing.status_code, missing.data)
     assert phone.get("/card/ANNA").status_code == 404
+
+
+def test_opening_links_is_rate_limited_per_address_wrong_tokens_included(app):
+    """Made-up tokens count: past the limit even a good link answers 429 from that address, not elsewhere."""
+    make_person("ANNA", "Anna", email="fam@example.com")
+    token = db_commit_with_retry(families.new_link, "fam@example.com")
+    guesser = app.test_client()
+    guesses = [guesser.get(f"/family/guess-{i}").status_code for i in range(FAMILY_LINK_OPENS_PER_ADDRESS)]
+    assert guesses == [404] * FAMILY_LINK_OPENS_PER_ADDRESS
+    assert guesser.get(f"/family/{token}").status_code == 429
+    elsewhere = {"environ_base": {"REMOTE_ADDR": "192.0.2.9"}}
+    assert app.test_client().get(f"/family/{token}", **elsewhere).status_code == 303
 
 
 def family_link_messages() -> list[OutboxMessage]:
