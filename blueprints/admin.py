@@ -9,7 +9,7 @@ from data.database import db_retry
 from data.db_stats import data_layer_health
 from data.states import UserRole
 from engine.cards import link_svg
-from services import accounts, gallery_links, outbox, signup
+from services import accounts, families, gallery_links, outbox, signup
 
 bp = Blueprint("admin", __name__)
 
@@ -25,6 +25,7 @@ def settings():
         max_fields=signup.MAX_EXTRA_FIELDS,
         signup_url=signup_url(),
         shared_device=signup.shared_device_mode(),
+        email_sending=outbox.sending_on(),
     )
 
 
@@ -71,6 +72,26 @@ def set_shared_device():
     flash(
         "Shared-device mode: each card is shown once." if on else "Cards stay visible to the browser that registered."
     )
+    return redirect(url_for("admin.settings")), 303
+
+
+@bp.post("/admin/settings/email")
+@admin_required
+@db_retry
+def set_email_sending():
+    on = request.form.get("on") == "1"
+    outbox.set_sending_on(on)
+    flash("E-mail is on: waiting messages go out." if on else "E-mail is off: messages wait until it is on again.")
+    return redirect(url_for("admin.settings")), 303
+
+
+@bp.post("/admin/settings/family-links/revoke")
+@admin_required
+@db_retry
+def revoke_family_links():
+    email = signup.normalize_email(request.form.get("email", ""))
+    count = families.revoke_links(email)
+    flash(f"{count} link(s) to the cards of {email} revoked; devices that opened them no longer show the cards.")
     return redirect(url_for("admin.settings")), 303
 
 

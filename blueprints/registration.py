@@ -5,16 +5,21 @@ import secrets
 from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from markupsafe import Markup
+from werkzeug.exceptions import NotFound
 
 from data.database import db_retry
 from engine.cards import card_png, card_svg, card_svg_file
-from services import directory, signup
+from services import directory, families, signup
 from services.person_text import has_control_characters
 
 bp = Blueprint("registration", __name__)
 
 MAX_FIELD = 200
-GRANTS_KEPT = 10  # cards this browser registered that it may show again
+GRANTS_KEPT = 20  # cards this browser registered (or a family link showed) that it may show again
+
+
+def valid_email(email: str) -> bool:
+    return "@" in email and len(email) <= 320
 
 
 def read_form(fields: list[str]) -> tuple[dict, list[str]]:
@@ -26,7 +31,7 @@ def read_form(fields: list[str]) -> tuple[dict, list[str]]:
     errors = []
     if not form["name"]:
         errors.append("Please give your name.")
-    if "@" not in form["email"] or len(form["email"]) > 320:
+    if not valid_email(form["email"]):
         errors.append("Please give a valid email address.")
     if any(len(value) > MAX_FIELD for value in (form["name"], form["group"], *form["extra"].values())):
         errors.append(f"Name, group and other answers may have at most {MAX_FIELD} characters.")
@@ -64,10 +69,14 @@ def register():
             config["REGISTER_PER_ADDRESS_PER_MINUTE"],
             config["REGISTER_PER_MINUTE"],
         )
-    except signup.RegistrationLimited as error:
+    except signup.RateLimited as error:
         return form_page(form, fields, [str(error)], 429)
-    session["card_grants"] = [*session.get("card_grants", [])[-(GRANTS_KEPT - 1) :], result.grant]
+    keep_grants([result.grant])
     return redirect(url_for("registration.card", code=result.person.code))
+
+
+def keep_grants(tokens: list[str]) -> None:
+    session["card_grants"] = [*session.get("card_grants", []), *tokens][-GRANTS_KEPT:]
 
 
 def private(response: Response) -> Response:
@@ -82,7 +91,7 @@ def visible_card(code: str):
     the browser's grant (None for staff)."""
     grant = None
     if not current_user.is_authenticated:
-        grant = signup.granted_card(session.get("card_grants", []), code) or abort(404)
+        grant = families.granted_card(session.get("card_grants", []), code) or abort(404)
     person = directory.person_for_code(code) or abort(404)
     return person, grant
 
@@ -92,14 +101,53 @@ def visible_card(code: str):
 def card(code: str):
     person, grant = visible_card(code)
     if grant is not None:
-        signup.card_shown(grant)
+        families.card_shown(grant)
+    # Staff see the one card they asked for; a parent sees every card of the family this browser holds.
+    people = [person] if grant is None else families.family_cards(session.get("card_grants", []), person)
     page = render_template(
         "registration/card.html",
-        person=person,
-        svg=Markup(card_svg(person.code)),
+        cards=[(someone, Markup(card_svg(someone.code))) for someone in people],
         once=grant is not None and grant.once,
     )
     return private(Response(page))
+
+
+@bp.get("/family/<token>")
+@db_retry
+def family_link(token: str):
+    """The e-mailed link: this browser may now see the family's cards. Unknown, expired and revoked links
+    are one and the same 404."""
+    try:
+        opened = signup.open_family_link(token, request.remote_addr or "")
+    except signup.RateLimited:
+        abort(429)
+    if not opened:
+        # Answered, not raised: the unit of work commits, so a wrong token counts against the limit too.
+        return current_app.handle_http_exception(NotFound())
+    keep_grants([grant for _, grant in opened])
+    first, _ = opened[0]
+    # Off to the cards' own address, so the token leaves the address bar (and the browser's history).
+    return private(redirect(url_for("registration.card", code=first.code), 303))
+
+
+def again_page(status: int = 200, email: str = "", sent: bool = False, error: str = ""):
+    return private(Response(render_template("registration/again.html", email=email, sent=sent, error=error), status))
+
+
+@bp.route("/cards/again", methods=["GET", "POST"])
+@db_retry
+def cards_again():
+    """Send me my cards again: the same answer for any address, known or not."""
+    if request.method == "GET":
+        return again_page()
+    email = request.form.get("email", "").strip()
+    if not valid_email(email) or has_control_characters(email):
+        return again_page(400, email, error="Please give a valid email address.")
+    try:
+        signup.send_cards_again(email, request.remote_addr or "")
+    except signup.RateLimited as error:
+        return again_page(429, email, error=str(error))
+    return again_page(200, email, sent=True)
 
 
 @bp.get("/card/<code>.png")

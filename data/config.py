@@ -95,6 +95,8 @@ class Config:
         # downloads and unknown links per minute from one address.
         self.GALLERY_DAYS = env_int("INTAKE_GALLERY_DAYS", 60)
         self.GALLERY_PER_ADDRESS_PER_MINUTE = env_int("INTAKE_GALLERY_PER_ADDRESS_PER_MINUTE", 120)
+        # How long an e-mailed link to a family's cards works (photo day and delivery fit inside).
+        self.FAMILY_LINK_DAYS = env_int("INTAKE_FAMILY_LINK_DAYS", 60)
         # A card holds at most a few thousand photos; each entry costs a database write.
         self.MAX_ZIP_ENTRIES = env_int("INTAKE_MAX_ZIP_ENTRIES", 5000)
         # A client silent this long mid-file frees its server thread (venue Wi-Fi gone for good).

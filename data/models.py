@@ -145,6 +145,20 @@ class CardGrant(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     once: Mapped[bool] = mapped_column(default=False)
     shown_at: Mapped[datetime | None]
+    # Granted by opening a family link: ends when that link expires or is revoked.
+    family_link_id: Mapped[int | None] = mapped_column(sa.ForeignKey("family_link.id", ondelete="CASCADE"))
+
+
+class FamilyLink(db.Model):
+    """An e-mailed link that shows every card registered under one e-mail address, on any device. Only the
+    token's hash is kept; the link ends at `expires_at`, or earlier when an admin revokes it."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    email: Mapped[str] = mapped_column(sa.String(320), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class RegistrationSubmission(db.Model):

@@ -41,6 +41,7 @@ class MailState(StrEnum):
 class MailKind(StrEnum):
     CARD = "card"
     PHOTOS_READY = "photos_ready"
+    FAMILY_LINK = "family_link"  # "send me my cards again": a link to the family's cards
 
 
 class PhotoRole(StrEnum):

@@ -38,7 +38,14 @@ def html_link(url: str) -> str:
     return f'<a href="{escape(url)}">{escape(url)}</a>'
 
 
-def card_message(letter: Letter, code: str, card_link: str | None, png: bytes) -> EmailMessage:
+def cards_link_lines(link: str, days: int) -> tuple[str, str]:
+    """The family link as a text and an HTML paragraph."""
+    lead = "All the cards registered with this e-mail address, on any device"
+    until = f"(this link works for {days} days; keep it to yourself)"
+    return f"{lead}: {link} {until}", f"{lead}: {html_link(link)} {until}"
+
+
+def card_message(letter: Letter, code: str, cards_link: str | None, link_days: int, png: bytes) -> EmailMessage:
     """The QR card at registration: show it to the photographer before the photos."""
     text = [
         f"Hello {letter.name},",
@@ -50,12 +57,30 @@ def card_message(letter: Letter, code: str, card_link: str | None, png: bytes) -
         "Thank you for registering. Your card is attached: show it to the photographer before your photos.",
         f"Your code: <strong>{escape(code)}</strong>",
     ]
-    if card_link:
-        text.append(f"Your card online: {card_link}")
-        html.append(f"Your card online: {html_link(card_link)}")
+    if cards_link:
+        line, paragraph = cards_link_lines(cards_link, link_days)
+        text.append(line)
+        html.append(paragraph)
     message = envelope(letter, "Your photo card", "\n\n".join(text) + "\n", html_page(html))
     message.add_attachment(png, maintype="image", subtype="png", filename=f"card-{code}.png")
     return message
+
+
+def family_link_message(letter: Letter, cards_link: str | None, link_days: int) -> EmailMessage:
+    """Asked for on "send me my cards again": the link to every card of the family (no greeting by name:
+    the address may have registered several people)."""
+    text = ["Hello,", "You asked for your photo cards again."]
+    html = list(text)
+    if cards_link:
+        line, paragraph = cards_link_lines(cards_link, link_days)
+        text.append(line)
+        html.append(paragraph)
+    else:
+        text.append("Ask the photo team for your cards: this server has no public address to link to.")
+        html.append(text[-1])
+    text.append("If you did not ask for this, you can ignore this e-mail.")
+    html.append(text[-1])
+    return envelope(letter, "Your photo cards", "\n\n".join(text) + "\n", html_page(html))
 
 
 def photos_ready_message(letter: Letter, drive_link: str | None, gallery_link: str | None = None) -> EmailMessage:

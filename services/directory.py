@@ -4,7 +4,7 @@ import itertools
 import re
 
 from flask_sqlalchemy.pagination import Pagination
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 
 from data.extensions import db
 from data.models import Person, PersonAlias, Photo, photo_person
@@ -49,13 +49,17 @@ def people_in(group: str = "") -> list[Person]:
     return list(db.session.scalars(people_query(group=group)))
 
 
+def has_photos() -> ColumnElement[bool]:
+    """The person has a photo to deliver (a card, even where cards are exported, is not a portrait)."""
+    return exists().where(
+        photo_person.c.person_id == Person.id, photo_person.c.photo_id == Photo.id, deliverable(include_cards=False)
+    )
+
+
 def missing_people(group: str = "") -> list[Person]:
     """People without a photo to deliver. A card is never a portrait of its person, even where cards are
     exported, so a card shot alone still leaves them missing."""
-    has_photo = exists().where(
-        photo_person.c.person_id == Person.id, photo_person.c.photo_id == Photo.id, deliverable(include_cards=False)
-    )
-    return list(db.session.scalars(people_query(group=group).where(~has_photo)))
+    return list(db.session.scalars(people_query(group=group).where(~has_photos())))
 
 
 def badge_sheets(people: list[Person], per_sheet: int = BADGES_PER_SHEET) -> list[list[Person]]:

@@ -14,11 +14,24 @@ from data.database import db_commit_with_retry, insert_once, run_in_transaction
 from data.extensions import db
 from data.models import OutboxMessage, Person, utcnow
 from data.states import MailKind, MailState
+from data.stored_settings import read_setting, write_setting
 from engine.cards import card_png
-from engine.email_message import Letter, card_message, photos_ready_message
-from services import gallery_links, mail
+from engine.email_message import Letter, card_message, family_link_message, photos_ready_message
+from services import families, gallery_links, mail
 
 log = logging.getLogger("intake.mail")
+SENDING_ON = "email_sending_on"
+# Kinds that carry a link to the family's cards (made when the message is sent: only its hash is kept).
+FAMILY_LINK_KINDS = (MailKind.CARD, MailKind.FAMILY_LINK)
+
+
+def sending_on() -> bool:
+    """The admins' switch: while off, messages are queued and wait; nothing is sent."""
+    return bool(read_setting(SENDING_ON, True))
+
+
+def set_sending_on(on: bool) -> None:
+    write_setting(SENDING_ON, on)
 
 
 def queue(person: Person, kind: MailKind, version: int) -> None:
@@ -48,6 +61,18 @@ def queue_photos_ready(person_id: int, version: int) -> None:
     queue(db.session.get(Person, person_id), MailKind.PHOTOS_READY, version)
 
 
+def queue_family_link(person: Person) -> None:
+    """A link to the family's cards, at most one waiting at a time: a request while one waits adds nothing."""
+    done = db.session.scalar(
+        select(func.count()).where(
+            OutboxMessage.person_id == person.id,
+            OutboxMessage.kind == MailKind.FAMILY_LINK,
+            OutboxMessage.state.not_in([MailState.PENDING, MailState.SENDING]),
+        )
+    )
+    queue(person, MailKind.FAMILY_LINK, done + 1)
+
+
 @dataclass(frozen=True)
 class Claimed:
     """What sending one message needs, read in the claiming unit so the send touches no database."""
@@ -60,6 +85,7 @@ class Claimed:
     code: str
     drive_link: str | None
     gallery_link: str | None = None
+    cards_link: str | None = None
 
 
 def due() -> ColumnElement[bool]:
@@ -94,8 +120,25 @@ def claim_next() -> Claimed | None:
     key = f"intake-{message.id}-{message.created_at:%Y%m%d%H%M%S%f}"
     gallery = gallery_links.family_link_for_mail(person.id) if message.kind == MailKind.PHOTOS_READY else None
     return Claimed(
-        message.id, key, message.kind, message.to_address, person.name, person.code, person.drive_folder_link, gallery
+        message.id,
+        key,
+        message.kind,
+        message.to_address,
+        person.name,
+        person.code,
+        person.drive_folder_link,
+        gallery_link=gallery,
+        cards_link=cards_link(message),
     )
+
+
+def cards_link(message: OutboxMessage) -> str | None:
+    """A new link to the cards of the family the message goes to, on INTAKE_PUBLIC_URL (none without it).
+    Each attempt makes its own: the token exists in clear only in the message."""
+    public_url = current_app.config["PUBLIC_URL"]
+    if message.kind not in FAMILY_LINK_KINDS or not public_url:
+        return None
+    return f"{public_url}/family/{families.new_link(message.to_address)}"
 
 
 def letter_for(claimed: Claimed) -> Letter:
@@ -107,10 +150,11 @@ def letter_for(claimed: Claimed) -> Letter:
 
 def build(claimed: Claimed):
     letter = letter_for(claimed)
+    days = current_app.config["FAMILY_LINK_DAYS"]
     if claimed.kind == MailKind.CARD:
-        public_url = current_app.config["PUBLIC_URL"]
-        link = f"{public_url}/card/{claimed.code}" if public_url else None
-        return card_message(letter, claimed.code, link, card_png(claimed.code, claimed.name))
+        return card_message(letter, claimed.code, claimed.cards_link, days, card_png(claimed.code, claimed.name))
+    if claimed.kind == MailKind.FAMILY_LINK:
+        return family_link_message(letter, claimed.cards_link, days)
     return photos_ready_message(letter, claimed.drive_link, claimed.gallery_link)
 
 
@@ -151,7 +195,7 @@ def send_due(advance: Callable[[], None] = lambda: None) -> dict:
     """Send every message that is due now; returns {"sent": N, "failed": N} for this round (failed: given up).
     `advance` is called after each attempt (a progress bar's step)."""
     done = {"sent": 0, "failed": 0}
-    if not mail.mail_enabled():
+    if not mail.mail_enabled() or not run_in_transaction(sending_on, read_only=True):
         return done
     while (claimed := db_commit_with_retry(claim_next)) is not None:
         outcome = send_one(claimed)
@@ -169,10 +213,12 @@ def count_due() -> int:
 
 
 def waiting() -> bool:
-    """Some message is still to be sent (now or after a backoff)."""
+    """Some message is still to be sent (now or after a backoff). While sending is switched off, nothing
+    will be: `deliver --wait` does not wait for the admins."""
     return run_in_transaction(
         lambda: (
-            db.session.scalar(
+            sending_on()
+            and db.session.scalar(
                 select(func.count()).where(OutboxMessage.state.in_([MailState.PENDING, MailState.SENDING]))
             )
             > 0
@@ -192,6 +238,7 @@ def counts(failures_shown: int = 5) -> dict:
     ).all()
     return {
         "enabled": mail.mail_enabled(),
+        "switched_off": not sending_on(),
         **{state.value: rows.get(state, 0) for state in MailState},
         "failures": [{"to": to, "error": error} for to, error in failures],
     }

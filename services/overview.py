@@ -6,7 +6,7 @@ from data.db_stats import data_layer_health
 from data.extensions import db
 from data.models import Batch, DriveItem, Person, Photo, photo_person, utcnow
 from data.states import BatchStatus, PhotoRole, ScanState
-from services import drive_sync, outbox
+from services import delivery_status, drive_sync, outbox
 from services.corrections import needs_attention
 
 RECENT_BATCHES = 20
@@ -138,4 +138,5 @@ def summary() -> dict:
         "drive": drive_state(),
         "data_layer": data_layer_health(),
         "emails": outbox.counts(),
+        "delivery": delivery_status.counts(),
     }

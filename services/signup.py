@@ -1,6 +1,5 @@
 """Public registration: a person signs up and gets a card code; what the form asks is an admin setting."""
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -9,10 +8,11 @@ from sqlalchemy import delete, func, select
 
 from data.database import upsert
 from data.extensions import db
-from data.models import CardGrant, Person, RateEvent, RegistrationSubmission, utcnow
+from data.models import Person, RateEvent, RegistrationSubmission, utcnow
 from data.states import PersonSource
 from data.stored_settings import read_setting, write_setting
 from services import outbox
+from services.families import digest, family_of, grant_card, open_link
 
 # Crockford's base32 without I, L, O, U: nothing to misread when a code is typed from a card.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -21,6 +21,13 @@ REGISTRATION_OPEN = "registration_open"
 REGISTRATION_FIELDS = "registration_fields"
 SHARED_DEVICE = "registration_shared_device"
 RATE_WINDOW = timedelta(minutes=1)
+# "Send me my cards again": per address and overall per minute, and per e-mail address per hour (nobody's
+# mailbox is flooded through the form).
+CARDS_AGAIN_PER_ADDRESS = 5
+CARDS_AGAIN_OVERALL = 60
+CARDS_AGAIN_PER_EMAIL_PER_HOUR = 3
+# Family links opened per address per minute: plenty for a family, and each opening writes its grants.
+FAMILY_LINK_OPENS_PER_ADDRESS = 30
 # A form posted again this soon (a double click, a retry after a dropped connection) is the same
 # registration; later, a page kept open (Back on a kiosk) must not bring a card back.
 REPLAY_WINDOW = timedelta(minutes=2)
@@ -33,8 +40,8 @@ class RegistrationClosed(Exception):
     pass
 
 
-class RegistrationLimited(Exception):
-    """Too many registrations from this address, or from everyone, this minute."""
+class RateLimited(Exception):
+    """Too many uses of a public form from this address, or from everyone, or for one e-mail address."""
 
 
 @dataclass(frozen=True)
@@ -118,22 +125,22 @@ def set_shared_device_mode(on: bool) -> None:
     write_setting(SHARED_DEVICE, on)
 
 
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def count_registration(ip: str, per_address: int, overall: int) -> None:
-    """Count one registration against the per-address and overall limits, or refuse it, writing nothing
+def spend(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
+    """Count one use against each bucket's limit over `window`, or refuse it (RateLimited), writing nothing
     but the pruning of expired counts."""
     now = utcnow()
-    since = now - RATE_WINDOW
-    buckets = {f"register:{ip[:45]}": per_address, "register:*": overall}
+    since = now - window
     for bucket, limit in buckets.items():
         db.session.execute(delete(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at < since))
         used = db.session.scalar(select(func.count()).select_from(RateEvent).where(RateEvent.bucket == bucket))
         if used >= limit:
-            raise RegistrationLimited("Many people are registering right now: please try again in a minute.")
+            raise RateLimited(refusal)
     db.session.add_all([RateEvent(bucket=bucket, at=now) for bucket in buckets])
+
+
+def count_registration(ip: str, per_address: int, overall: int) -> None:
+    buckets = {f"register:{ip[:45]}": per_address, "register:*": overall}
+    spend(buckets, RATE_WINDOW, "Many people are registering right now: please try again in a minute.")
 
 
 def claim_submission(key: str) -> RegistrationSubmission | None:
@@ -142,35 +149,6 @@ def claim_submission(key: str) -> RegistrationSubmission | None:
         return None
     upsert(RegistrationSubmission, {"key_hash": digest(key)}, {"posted_at": utcnow()})
     return db.session.get(RegistrationSubmission, digest(key), populate_existing=True)
-
-
-def grant_card(person: Person, once: bool) -> str:
-    """An opaque token for this browser's session: the right to see this person's card."""
-    token = secrets.token_urlsafe(24)
-    db.session.add(CardGrant(token_hash=digest(token), person_id=person.id, once=once))
-    return token
-
-
-def granted_card(tokens: list[str], code: str) -> CardGrant | None:
-    """The live grant among `tokens` for the person with this code, if any."""
-    if not tokens:
-        return None
-    return db.session.scalar(
-        select(CardGrant)
-        .join(Person, Person.id == CardGrant.person_id)
-        .where(
-            CardGrant.token_hash.in_([digest(t) for t in tokens]),
-            Person.code == code,
-            CardGrant.shown_at.is_(None) | CardGrant.once.is_(False),
-        )
-        .limit(1)
-    )
-
-
-def card_shown(grant: CardGrant) -> None:
-    """A shared device shows each card once: the grant is spent by showing it."""
-    if grant.once:
-        grant.shown_at = utcnow()
 
 
 def submit_registration(form: dict, key: str, ip: str, per_address: int, overall: int) -> Registration:
@@ -188,3 +166,24 @@ def submit_registration(form: dict, key: str, ip: str, per_address: int, overall
     if submission is not None:
         submission.person_id = person.id
     return Registration(person, grant_card(person, once))
+
+
+def send_cards_again(email: str, ip: str) -> None:
+    """Send me my cards again: a link to the family's cards goes to a registered address. Whether the
+    address is known changes nothing the asker sees: the limits are counted first, for any address, and
+    the answer is the same."""
+    email = normalize_email(email)
+    refusal = "Many requests right now: please try again later."
+    spend({f"again:{ip[:45]}": CARDS_AGAIN_PER_ADDRESS, "again:*": CARDS_AGAIN_OVERALL}, RATE_WINDOW, refusal)
+    # Keyed by the address's hash: the table of counts holds no e-mail addresses.
+    spend({f"again-to:{digest(email)[:40]}": CARDS_AGAIN_PER_EMAIL_PER_HOUR}, timedelta(hours=1), refusal)
+    if family := family_of(email):
+        outbox.queue_family_link(family[0])
+
+
+def open_family_link(token: str, ip: str) -> list[tuple[Person, str]]:
+    """families.open_link, counted per address before the token is looked up (the limit is the same for a
+    good and a made-up token)."""
+    refusal = "Too many links opened from here: please try again in a minute."
+    spend({f"family:{ip[:45]}": FAMILY_LINK_OPENS_PER_ADDRESS}, RATE_WINDOW, refusal)
+    return open_link(token)

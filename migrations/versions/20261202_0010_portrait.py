@@ -1,7 +1,7 @@
 """person.portrait_photo_id: the photo an admin picked for the yearbook (none: the first after the card)
 
 Revision ID: 0010_portrait
-Revises: 0007_outbox
+Revises: 0009_family_links
 Create Date: 2026-12-02 04:00:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_portrait"
-down_revision = "0007_outbox"
+down_revision = "0009_family_links"
 branch_labels = None
 depends_on = None
 

@@ -46,7 +46,7 @@ def test_registration_mails_the_card_over_starttls_with_auth_once(client, mail_o
     assert message["To"] == "ann@example.com" and message["Subject"] == "Your photo card"
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
-    assert f"https://photos.school.example/card/{code}" in text and code in text
+    assert "https://photos.school.example/family/" in text and code in text
     assert "Ann &lt;b&gt;&amp;" in html and "<b>" not in html
     [card] = list(message.iter_attachments())
     assert card.get_content_type() == "image/png" and card.get_content()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -208,3 +208,28 @@ def test_with_drive_on_photos_ready_waits_until_that_version_is_on_drive(app, ma
     db_commit_with_retry(synced)
     [message] = send_until_delivered(mail_on)
     assert "https://drive.example/folders/p3" in message.get_body(("plain",)).get_content()
+
+
+def test_switched_off_e_mail_holds_messages_and_sends_them_when_switched_on(app, client, mail_on):
+    """While an admin has e-mail off, registrations still queue their card, nothing is sent and `deliver`
+    does not wait for it; switched on again, the waiting messages go out."""
+    make_user("boss", UserRole.ADMIN)
+    login(client, "boss")
+    assert client.post("/admin/settings/email", data={"on": "0"}).status_code == 303
+    assert "Sending e-mail is <strong>off</strong>" in client.get("/admin/settings").get_data(as_text=True)
+    assert "switched off" in client.get("/").get_data(as_text=True)
+    register(app.test_client(), email="ann@example.com")
+    assert outbox.send_due() == {"sent": 0, "failed": 0} and mail_on.messages() == []
+    assert [row.state for row in outbox_rows()] == [MailState.PENDING] and not outbox.waiting()
+    assert client.post("/admin/settings/email", data={"on": "1"}).status_code == 303
+    assert outbox.waiting()
+    [message] = send_until_delivered(mail_on)
+    assert message["To"] == "ann@example.com" and [row.state for row in outbox_rows()] == [MailState.SENT]
+
+
+def test_staff_cannot_switch_e_mail_off(app, client):
+    """The e-mail switch is an admin setting."""
+    make_user()
+    login(client)
+    assert client.post("/admin/settings/email", data={"on": "0"}).status_code == 403
+    assert run_in_transaction(outbox.sending_on, read_only=True)

@@ -27,6 +27,8 @@ PUBLIC_RULES = {
     "/card/<code>",
     "/card/<code>.png",
     "/card/<code>.svg",
+    "/family/<token>",
+    "/cards/again",
     "/static/<path:filename>",
     "/api/health",
     # A private gallery opens by its unguessable token, not a login (tests/app/test_galleries.py).
@@ -161,7 +163,7 @@ def test_every_route_off_the_public_list_refuses_anonymous_visitors(web, ids):
 def test_public_routes_answer_without_login(web):
     """The public list really is public (otherwise the allow-list above would hide a broken page)."""
     client = web.test_client()
-    for url in ("/register", "/login", "/api/health"):
+    for url in ("/register", "/login", "/api/health", "/cards/again"):
         assert client.get(url).status_code == 200, url
 
 

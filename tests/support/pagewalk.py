@@ -26,8 +26,9 @@ ROLES = ("anonymous", "staff", "admin")
 # A lead-in photo, two people, a card with a code nobody has: a batch with something to review.
 MESSY = [("photo",), ("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), ("photo",), ("card", "ZED"), ("photo",)]
 ROSTER = "code,name,email,group\nANNA,Anna Berg,anna@example.com,5A\nBEN,Ben Cho,,5A\nCARL,Carl Dahl,,5B\n"
-# GET routes that are not pages: files (zips are downloads), fragments and JSON (the walk checks every other GET route).
-NOT_PAGES = re.compile(r"^/(static|api)/|/thumb$|/full$|\.(png|svg|zip)$|^/dashboard/live$")
+# GET routes that are not pages: files (zips are downloads), fragments, JSON and redirects (the walk checks every
+# other GET route).
+NOT_PAGES = re.compile(r"^/(static|api|family)/|/thumb$|/full$|\.(png|svg|zip)$|^/dashboard/live$")
 # An address that matches no route: the 404 page is a page too.
 MISSING_PAGE = "/no-such-page"
 

@@ -1,6 +1,6 @@
 """The e-mails as MIME messages: text and HTML parts, escaped names, no link that does not exist."""
 
-from engine.email_message import Letter, card_message, photos_ready_message
+from engine.email_message import Letter, card_message, family_link_message, photos_ready_message
 
 LETTER = Letter(
     "Photo day <intake@school.example>", "ann@example.com", 'Ann "<script>" & Co', "intake-7", "school.example"
@@ -24,7 +24,7 @@ def test_names_are_escaped_in_html_and_plain_in_text():
 
 def test_the_message_id_is_the_same_on_every_attempt():
     """Built twice for one outbox row, the message keeps its Message-ID, so a receiver can spot a repeat."""
-    first, again = card_message(LETTER, "ABC", None, b"png"), card_message(LETTER, "ABC", None, b"png")
+    first, again = card_message(LETTER, "ABC", None, 30, b"png"), card_message(LETTER, "ABC", None, 30, b"png")
     assert first["Message-ID"] == again["Message-ID"] and "intake-7" in first["Message-ID"]
     [card] = list(first.iter_attachments())
     assert card.get_filename() == "card-ABC.png" and card.get_content() == b"png"
@@ -37,3 +37,20 @@ def test_photos_ready_carries_the_gallery_link_first_then_drive_in_both_parts():
     text, html = message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
     assert text.index(gallery) < text.index(drive)
     assert html.index(f'href="{gallery}"') < html.index(f'href="{drive}"')
+
+
+def test_the_family_link_message_links_the_cards_and_says_how_long_without_a_name():
+    """The "send me my cards again" message carries the family link and its lifetime in both parts (escaped in
+    HTML), and greets nobody by name (the address may have registered several people)."""
+    message = family_link_message(LETTER, "https://photos.example/family/a&b", 60)
+    text, html = message.get_body(("plain",)).get_content(), message.get_body(("html",)).get_content()
+    assert "https://photos.example/family/a&b" in text and "60 days" in text
+    assert 'href="https://photos.example/family/a&amp;b"' in html and "60 days" in html
+    assert "Ann" not in text and message["Subject"] == "Your photo cards"
+
+
+def test_the_card_message_carries_the_family_link_when_there_is_one():
+    """The card e-mail links every card of the family, with the link's lifetime."""
+    message = card_message(LETTER, "ABC", "https://photos.example/family/t0k", 30, b"png")
+    assert "https://photos.example/family/t0k" in message.get_body(("plain",)).get_content()
+    assert "30 days" in message.get_body(("html",)).get_content()
