@@ -9,7 +9,7 @@ from werkzeug.exceptions import NotFound
 
 from data.database import db_retry
 from engine.cards import card_png, card_svg, card_svg_file
-from services import directory, families, signup
+from services import directory, families, rate_limits, signup
 from services.person_text import has_control_characters
 
 bp = Blueprint("registration", __name__)
@@ -69,7 +69,7 @@ def register():
             config["REGISTER_PER_ADDRESS_PER_MINUTE"],
             config["REGISTER_PER_MINUTE"],
         )
-    except signup.RateLimited as error:
+    except rate_limits.RateLimited as error:
         return form_page(form, fields, [str(error)], 429)
     keep_grants([result.grant])
     return redirect(url_for("registration.card", code=result.person.code))
@@ -119,7 +119,7 @@ def family_link(token: str):
     are one and the same 404."""
     try:
         opened = signup.open_family_link(token, request.remote_addr or "")
-    except signup.RateLimited:
+    except rate_limits.RateLimited:
         abort(429)
     if not opened:
         # Answered, not raised: the unit of work commits, so a wrong token counts against the limit too.
@@ -145,7 +145,7 @@ def cards_again():
         return again_page(400, email, error="Please give a valid email address.")
     try:
         signup.send_cards_again(email, request.remote_addr or "")
-    except signup.RateLimited as error:
+    except rate_limits.RateLimited as error:
         return again_page(429, email, error=str(error))
     return again_page(200, email, sent=True)
 

@@ -21,3 +21,16 @@ def record(bucket: str, window: timedelta) -> None:
     now = utcnow()
     db.session.execute(delete(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at < now - window))
     db.session.add(RateEvent(bucket=bucket, at=now))
+
+
+class RateLimited(Exception):
+    """Too many uses of a public form or link from this address, or from everyone, or for one e-mail address."""
+
+
+def spend(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
+    """Count one use against each bucket's limit over `window`, or refuse it all (RateLimited, counting nothing)."""
+    for bucket, limit in buckets.items():
+        if used(bucket, window) >= limit:
+            raise RateLimited(refusal)
+    for bucket in buckets:
+        record(bucket, window)

@@ -4,15 +4,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 
 from data.database import upsert
 from data.extensions import db
-from data.models import Person, RateEvent, RegistrationSubmission, utcnow
+from data.models import Person, RegistrationSubmission, utcnow
 from data.states import PersonSource
 from data.stored_settings import read_setting, write_setting
 from services import outbox
 from services.families import digest, family_of, grant_card, open_link
+from services.rate_limits import spend
 
 # Crockford's base32 without I, L, O, U: nothing to misread when a code is typed from a card.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -38,10 +39,6 @@ MAX_LABEL = 60
 
 class RegistrationClosed(Exception):
     pass
-
-
-class RateLimited(Exception):
-    """Too many uses of a public form from this address, or from everyone, or for one e-mail address."""
 
 
 @dataclass(frozen=True)
@@ -123,19 +120,6 @@ def shared_device_mode() -> bool:
 
 def set_shared_device_mode(on: bool) -> None:
     write_setting(SHARED_DEVICE, on)
-
-
-def spend(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
-    """Count one use against each bucket's limit over `window`, or refuse it (RateLimited), writing nothing
-    but the pruning of expired counts."""
-    now = utcnow()
-    since = now - window
-    for bucket, limit in buckets.items():
-        db.session.execute(delete(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at < since))
-        used = db.session.scalar(select(func.count()).select_from(RateEvent).where(RateEvent.bucket == bucket))
-        if used >= limit:
-            raise RateLimited(refusal)
-    db.session.add_all([RateEvent(bucket=bucket, at=now) for bucket in buckets])
 
 
 def count_registration(ip: str, per_address: int, overall: int) -> None:
