@@ -67,6 +67,29 @@ def test_menu_leads_to_upload_at_both_sizes(admin_page, served):
     assert_clean(admin_page)
 
 
+def open_menu(page) -> None:
+    """On a phone the menu sits behind its button."""
+    toggler = page.locator(".navbar-toggler")
+    if toggler.is_visible():
+        toggler.click()
+
+
+def test_admin_pages_sit_in_one_admin_menu_and_log_out_in_the_user_menu(admin_page, served):
+    """The header stays one line on a laptop; Admin opens a menu of the admin pages, the user's menu logs out."""
+    header = admin_page.locator("header nav").bounding_box()
+    if admin_page.viewport_size["width"] >= 1366:
+        assert header["height"] < 80
+    open_menu(admin_page)
+    admin_page.get_by_role("button", name="Admin").click()
+    admin_page.get_by_role("link", name="Yearbook").click()
+    admin_page.wait_for_url("**/admin/yearbook")
+    assert_clean(admin_page)
+    open_menu(admin_page)
+    admin_page.get_by_role("button", name=ACCOUNTS["admin"][0]).click()
+    admin_page.get_by_role("button", name="Log out", exact=True).click()
+    admin_page.wait_for_url("**/login**")
+
+
 def test_review_by_keyboard(admin_page, served):
     """Arrows move between photos, Enter opens one large, arrows move there too, x excludes the photo shown."""
     server, day = served
