@@ -57,26 +57,37 @@ def photo_page(token: str, photo_id: int):
     return render_template("gallery/photo.html", gallery=found, token=token, place=place)
 
 
+def jpeg_picture(token: str, photo_id: int, kind: galleries.Picture):
+    path = galleries.picture(token, client(), photo_id, kind)
+    if path is None:
+        return not_found()
+    return send_file(path, mimetype="image/jpeg", max_age=PICTURE_MAX_AGE)
+
+
 @bp.get("/<token>/<int:photo_id>/thumb")
 @db_retry
 def thumb(token: str, photo_id: int):
-    path = galleries.picture(token, client(), photo_id, thumbnail=True)
-    if path is None or not path.exists():
-        return not_found()
-    return send_file(path, mimetype="image/jpeg", max_age=PICTURE_MAX_AGE)
+    return jpeg_picture(token, photo_id, galleries.Picture.THUMBNAIL)
+
+
+@bp.get("/<token>/<int:photo_id>/large")
+@db_retry
+def large(token: str, photo_id: int):
+    """The large view's screen-size copy: an original can be 12 MB, or HEIC that a browser cannot show."""
+    return jpeg_picture(token, photo_id, galleries.Picture.SCREEN)
 
 
 @bp.get("/<token>/<int:photo_id>/full")
 @db_retry
 def full(token: str, photo_id: int):
-    """The original at full resolution, streamed from disk: shown in the large view, or (?download=1) saved
-    under its name and counted as a download."""
+    """The original at full resolution, streamed from disk: opened from the large view, or (?download=1)
+    saved under its name and counted as a download."""
     if request.args.get("download") == "1":
         found = galleries.download_original(token, client(), photo_id)
         if found is None:
             return not_found()
         return send_file(found.original, as_attachment=True, download_name=found.name, max_age=PICTURE_MAX_AGE)
-    path = galleries.picture(token, client(), photo_id, thumbnail=False)
+    path = galleries.picture(token, client(), photo_id, galleries.Picture.ORIGINAL)
     if path is None:
         return not_found()
     return send_file(path, max_age=PICTURE_MAX_AGE)

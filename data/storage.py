@@ -66,6 +66,10 @@ def thumbnail_path(content_hash: str) -> Path:
     return data_dir() / "thumbs" / content_hash[:2] / f"{content_hash}.jpg"
 
 
+def screen_copy_path(content_hash: str) -> Path:
+    return data_dir() / "screen" / content_hash[:2] / f"{content_hash}.jpg"
+
+
 def export_root() -> Path:
     return data_dir() / "export"
 

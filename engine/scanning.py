@@ -122,7 +122,7 @@ def _decode(data: bytes, want_thumbnail: bool) -> tuple[dict, Image.Image | None
     """Fields read from the image, and its thumbnail; raises BadImage with the reason."""
     image = None
     try:
-        image = _open(data)
+        image = open_image(data)
         width, height = image.size
         metadata = _exif_fields(image.getexif())
         glimpsed = draft_glimpse(image)
@@ -148,7 +148,8 @@ def _decode(data: bytes, want_thumbnail: bool) -> tuple[dict, Image.Image | None
     return {"width": width, "height": height, **qr, **metadata}, thumbnail
 
 
-def _open(data: bytes) -> Image.Image:
+def open_image(data: bytes) -> Image.Image:
+    """An image from its bytes, HEIC too, refused (BadImage) past MAX_PIXELS before anything is decoded."""
     _register_heif()
     with warnings.catch_warnings():
         # Pillow warns from 89 MP; MAX_PIXELS below is the limit that applies here

@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select, update
 from data import storage
 from data.extensions import db
 from data.models import GalleryLink, Person, Photo, utcnow
+from engine import renditions, scanning
 from services import export, gallery_links, rate_limits
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -158,16 +159,32 @@ def download_original(token: str, ip: str, photo_id: int) -> GalleryPhoto | None
     return place.photo if place is not None else None
 
 
-def picture(token: str, ip: str, photo_id: int, *, thumbnail: bool) -> Path | None:
-    """A thumbnail or an original shown inside a gallery page; None unless the link is live and the photo
-    is delivered to one of its people now."""
+class Picture(Enum):
+    THUMBNAIL = "thumbnail"
+    SCREEN = "screen"  # the large view's copy, made on first request
+    ORIGINAL = "original"
+
+
+def picture(token: str, ip: str, photo_id: int, kind: Picture) -> Path | None:
+    """A picture shown inside a gallery page; None unless the link is live and the photo is delivered to
+    one of its people now (or its file is gone)."""
     link = admit(token, ip, Use.EMBED)
     if link is None or not any(export.is_deliverable_to(photo_id, person.id) for person in people_of(link)):
         return None
     photo = db.session.get(Photo, photo_id)
-    if thumbnail:
-        return storage.thumbnail_path(photo.content_hash)
-    return storage.original_path(photo.content_hash, photo.extension)
+    original = storage.original_path(photo.content_hash, photo.extension)
+    if kind is Picture.THUMBNAIL:
+        path = storage.thumbnail_path(photo.content_hash)
+    elif kind is Picture.SCREEN:
+        path = storage.screen_copy_path(photo.content_hash)
+        if not path.exists() and original.exists():
+            try:
+                renditions.screen_copy(scanning.open_image(original.read_bytes()), path)
+            except (scanning.BadImage, OSError):  # OSError: what Pillow raises on a file it cannot read
+                return None  # a file the scan already refused has no large view; its original stays downloadable
+    else:
+        path = original
+    return path if path.exists() else None
 
 
 def opened_at_by_person() -> dict[int, datetime]:

@@ -7,6 +7,7 @@ import zipfile
 from datetime import timedelta
 
 import pytest
+from PIL import Image
 from sqlalchemy import select, update
 
 from data import storage
@@ -126,8 +127,31 @@ def test_thumbnails_originals_and_large_view_stream_only_the_links_photos(client
     assert download.headers["Content-Disposition"] == "attachment; filename=IMG_0002.JPG"
     page = get(client, f"/gallery/{token}/{anna_photo}").get_data(as_text=True)
     assert "photo 1 of 2" in page and f"/gallery/{token}/{day[2]}" in page
-    for path in (f"{carl_photo}/thumb", f"{carl_photo}/full", f"{carl_photo}/full?download=1", str(carl_photo)):
-        assert get(client, f"/gallery/{token}/{path}").status_code == 404
+    for path in ("thumb", "large", "full", "full?download=1", ""):
+        assert get(client, f"/gallery/{token}/{carl_photo}/{path}".rstrip("/")).status_code == 404
+
+
+def test_the_large_view_shows_a_screen_size_copy_made_once(client, day):
+    """The large view's picture is a JPEG at most 2048 pixels wide, made from the original on first request
+    and served again from disk; the page links the original. A photo whose original is not an image has no
+    large view (404), and its original still downloads."""
+    token = family_link()
+    photo_id = day[1]
+    original = run_in_transaction(
+        lambda: storage.original_path(db.session.get(Photo, photo_id).content_hash, ".jpg"), read_only=True
+    )
+    buffer = io.BytesIO()
+    Image.new("RGB", (4800, 3200), "navy").save(buffer, "JPEG")
+    original.write_bytes(buffer.getvalue())
+    first = get(client, f"/gallery/{token}/{photo_id}/large")
+    with Image.open(io.BytesIO(first.data)) as copy:
+        assert first.mimetype == "image/jpeg" and copy.size == (2048, 1365)
+    original.write_bytes(b"changed after the copy was made")
+    assert get(client, f"/gallery/{token}/{photo_id}/large").data == first.data
+    page = get(client, f"/gallery/{token}/{photo_id}").get_data(as_text=True)
+    assert f"/gallery/{token}/{photo_id}/large" in page and f"/gallery/{token}/{photo_id}/full" in page
+    assert get(client, f"/gallery/{token}/{day[2]}/large").status_code == 404  # "original of photo N"
+    assert get(client, f"/gallery/{token}/{day[2]}/full?download=1").status_code == 200
 
 
 def test_unknown_revoked_and_expired_links_get_the_same_404_as_any_missing_page(client, day):

@@ -35,6 +35,7 @@ PUBLIC_RULES = {
     "/gallery/<token>",
     "/gallery/<token>/<int:photo_id>",
     "/gallery/<token>/<int:photo_id>/thumb",
+    "/gallery/<token>/<int:photo_id>/large",
     "/gallery/<token>/<int:photo_id>/full",
     "/gallery/<token>/photos.zip",
 }

@@ -28,7 +28,7 @@ MESSY = [("photo",), ("card", "ANNA"), ("photo",), ("photo",), ("card", "BEN"), 
 ROSTER = "code,name,email,group\nANNA,Anna Berg,anna@example.com,5A\nBEN,Ben Cho,,5A\nCARL,Carl Dahl,,5B\n"
 # GET routes that are not pages: files (zips are downloads), fragments, JSON and redirects (the walk checks every
 # other GET route).
-NOT_PAGES = re.compile(r"^/(static|api|family)/|/thumb$|/full$|\.(png|svg|zip)$|^/dashboard/live$")
+NOT_PAGES = re.compile(r"^/(static|api|family)/|/thumb$|/large$|/full$|\.(png|svg|zip)$|^/dashboard/live$")
 # An address that matches no route: the 404 page is a page too.
 MISSING_PAGE = "/no-such-page"
 
