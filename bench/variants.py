@@ -16,6 +16,7 @@ from pathlib import Path
 from scan import cached_batch
 
 from tests.support.loadgen import Tally, logged_in
+from tests.support.webclient import WebClient
 
 PARALLEL_FILES = 4
 FRAMES = 85  # bench/scan.py's and bench/ingest.py's batch: generated once, reused by every bench
@@ -39,10 +40,15 @@ def folder_uploads(paths: list[Path]) -> list[Upload]:
     return [(f"CARD/{path.name}", path.read_bytes) for path in paths]
 
 
-def send(base: str, user: tuple[str, str], batch_id: int, uploads: list[Upload], tally: Tally) -> None:
+def upload_clients(base: str, user: tuple[str, str], batch_id: int) -> list[tuple[WebClient, str]]:
+    """PARALLEL_FILES logged-in clients with the upload page's token: logged in before anything is measured (a
+    login's memory-hard password check takes ~32 MB of the worker for a moment)."""
+    clients = [logged_in(base, user) for _ in range(PARALLEL_FILES)]
+    return [(client, client.token(f"/batches/{batch_id}/upload")) for client in clients]
+
+
+def send(client: WebClient, token: str, batch_id: int, uploads: list[Upload], tally: Tally) -> None:
     """One raw PUT per file, as the page sends them; a failed request is retried once."""
-    client = logged_in(base, user)
-    token = client.token(f"/batches/{batch_id}/upload")
     for name, body in uploads:
         data = body()
         for _ in range(2):
@@ -59,10 +65,13 @@ def send(base: str, user: tuple[str, str], batch_id: int, uploads: list[Upload],
                 break
 
 
-def send_in_parallel(base: str, user: tuple[str, str], batch_id: int, uploads: list[Upload], tally: Tally) -> None:
-    """PARALLEL_FILES files in flight at once, as the page does; returns when the last byte is answered."""
-    shares = [uploads[i::PARALLEL_FILES] for i in range(PARALLEL_FILES)]
-    senders = [threading.Thread(target=send, args=(base, user, batch_id, share, tally)) for share in shares]
+def send_in_parallel(clients: list[tuple[WebClient, str]], batch_id: int, uploads: list[Upload], tally: Tally) -> None:
+    """One file in flight per client (the page's PARALLEL_FILES); returns when the last one is answered."""
+    shares = [uploads[i :: len(clients)] for i in range(len(clients))]
+    senders = [
+        threading.Thread(target=send, args=(client, token, batch_id, share, tally))
+        for (client, token), share in zip(clients, shares, strict=True)
+    ]
     for sender in senders:
         sender.start()
     for sender in senders:

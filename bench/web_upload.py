@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import floor_seconds  # noqa: E402
 from upload import photo_folder, rss_bytes, sample_peak_rss  # noqa: E402
-from variants import Upload, folder_uploads, frame_variants, send_in_parallel  # noqa: E402
+from variants import Upload, folder_uploads, frame_variants, send_in_parallel, upload_clients  # noqa: E402
 
 from tests.support.liveserver import LiveServer  # noqa: E402
 from tests.support.loadgen import Tally, complete_batch, create_batch, logged_in  # noqa: E402
@@ -87,9 +87,9 @@ def run(uploads: list[Upload], floor_paths: list[Path], workers: int) -> dict:
             stop = threading.Event()
             sampler = threading.Thread(target=sample_peak_rss, args=(server, stop, peak))
             sampler.start()
-            tally = Tally()
+            tally, clients = Tally(), upload_clients(server.url, USER, batch_id)
             started = time.perf_counter()
-            send_in_parallel(server.url, USER, batch_id, uploads, tally)
+            send_in_parallel(clients, batch_id, uploads, tally)
             last_byte, last_byte_clock = time.perf_counter(), time.time()
             scanned_by_then = batch_row(watcher, batch_id)["scanned"]
             assert complete_batch(server.url, USER, batch_id) == 200
