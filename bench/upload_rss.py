@@ -13,6 +13,7 @@ uploaded. Prints start/peak/end per worker and the largest growth
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -68,6 +69,7 @@ def run(gigabytes: float, workers: int, processor: bool) -> dict:
             f"sqlite:///{Path(root) / 'intake.sqlite3'}",
             workers=workers,
             INTAKE_PROCESSOR="1" if processor else "0",
+            INTAKE_SCAN_WORKERS=str(os.cpu_count()),  # as on the day (tests/support's environment says 1)
             INTAKE_ACCESS_LOG="",
         )
         server.flask("db", "upgrade")

@@ -16,6 +16,7 @@ queued, claimed and done (from the database), and the web workers' RSS, idle and
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -73,8 +74,13 @@ def timeline(database: Path, batch_id: int, last_byte: float) -> dict:
 
 def run(uploads: list[Upload], floor_paths: list[Path], workers: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=ROOT / "bench" / ".cache") as root:
+        # tests/support's environment scans on one process; the day runs one per core.
         server = LiveServer(
-            Path(root), f"sqlite:///{Path(root) / 'intake.sqlite3'}", workers=workers, INTAKE_PROCESSOR="1"
+            Path(root),
+            f"sqlite:///{Path(root) / 'intake.sqlite3'}",
+            workers=workers,
+            INTAKE_PROCESSOR="1",
+            INTAKE_SCAN_WORKERS=str(os.cpu_count()),
         )
         server.flask("db", "upgrade")
         server.flask("create-user", USER[0], "--role", "staff", "--password-stdin", input_text=USER[1] + "\n")
