@@ -289,13 +289,14 @@ class Processor:
         pool, depth = self.pool(), 2 * self.workers
         running: dict[Future, ScanJob] = {}
         ready: list[tuple[ScanJob, ScanResult]] = []
-        feeding, scanned, last_commit = True, False, time.monotonic()
+        scanned, last_commit = False, time.monotonic()
         while True:
-            if feeding and len(running) <= self.workers and not self.stop_event.is_set():
+            # Looked for again whenever a process may soon be free, even after a look found nothing: files
+            # stored meanwhile keep every process busy instead of waiting until the last scan in flight ends.
+            if len(running) <= self.workers and not self.stop_event.is_set():
                 skip = {job[0] for job in running.values()} | {job[0] for job, _ in ready}
                 jobs = run_in_transaction(pending_scans, in_batches, skip, depth - len(running), read_only=True)
                 running.update((pool.submit(scan_file, job[2], job[3]), job) for job in jobs)
-                feeding = bool(jobs)
             if not running and not ready:
                 return scanned
             done, _ = wait(running, timeout=COMMIT_SECONDS, return_when=FIRST_COMPLETED)

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 from flask import Blueprint, current_app, jsonify, request
 from flask_login import current_user
 
-from blueprints.web import discard_body, etagged, give_up_on_silent_clients, json_error, staff_required
+from blueprints.web import discard_body, etagged, json_error, staff_required
 from data import storage
 from data.database import db_commit_with_retry, db_retry, run_in_transaction
 from data.db_stats import data_layer_health
@@ -111,9 +111,9 @@ def receive(batch_id: int):
     """One file as the raw request body, its relative path URL-encoded in X-File-Name; a .zip is expanded.
 
     Not one retried unit: the body can be read only once. The file is streamed to disk, then recorded
-    through its own retried units.
+    through its own retried units. (The idle timeout on the body is set for every request with a body, by
+    blueprints.hardening, before this runs.)
     """
-    give_up_on_silent_clients()
     name = unquote(request.headers.get(NAME_HEADER, "")).strip()
     if not name:
         discard_body()

@@ -20,7 +20,7 @@ def index():
 @staff_required
 @db_retry
 def live():
-    data = overview.summary()
+    data = overview.shared_summary()
     return etagged(data, lambda: render_template("dashboard/_live.html", data=data))
 
 

@@ -73,6 +73,9 @@ class Config:
         self.PROCESSOR_ENABLED = env_bool("INTAKE_PROCESSOR", True)
         self.PROCESSOR_WORKERS = env_int("INTAKE_SCAN_WORKERS", os.cpu_count() or 1)
         self.PROCESSOR_POLL_SECONDS = env_float("INTAKE_PROCESSOR_POLL", 2.0)
+        # The dashboard fragment staff poll every second: its figures are computed at most this often per worker
+        # and shared by every poll in between (0: every poll computes its own).
+        self.DASHBOARD_SHARED_SECONDS = env_float("INTAKE_DASHBOARD_SHARED_SECONDS", 1.0)
         self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
         # The address people reach the app at (the sign-up poster's QR), e.g. https://photos.school.example
         self.PUBLIC_URL = env_str("INTAKE_PUBLIC_URL", "").rstrip("/")

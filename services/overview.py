@@ -1,5 +1,9 @@
 """The figures the live dashboard shows, as plain data (the page, its fragment and /api share them)."""
 
+import threading
+import time
+
+from flask import current_app
 from sqlalchemy import and_, case, func, select
 
 from data.db_stats import data_layer_health
@@ -10,6 +14,7 @@ from services import delivery_status, drive_sync, outbox
 from services.corrections import needs_attention
 
 RECENT_BATCHES = 20
+_shared_lock = threading.Lock()
 
 
 def registrations() -> dict:
@@ -140,3 +145,17 @@ def summary() -> dict:
         "emails": outbox.counts(),
         "delivery": delivery_status.counts(),
     }
+
+
+def shared_summary() -> dict:
+    """summary(), computed at most once per DASHBOARD_SHARED_SECONDS in this process and shared by the polls in
+    between: 30 staff polling every second cost a worker one summary a second, not 30 (each is ~15 queries
+    and the CPU a registration burst needs). The figures are plain data, never changed by their readers."""
+    seconds = current_app.config["DASHBOARD_SHARED_SECONDS"]
+    if seconds <= 0:
+        return summary()
+    shared = current_app.extensions.setdefault("intake.shared_summary", {"until": 0.0, "data": None})
+    with _shared_lock:  # one poll computes; the others wait for it rather than compute the same again
+        if shared["until"] <= time.monotonic():
+            shared["data"], shared["until"] = summary(), time.monotonic() + seconds
+        return shared["data"]

@@ -80,3 +80,16 @@ def test_dashboard_leads_with_the_photo_day_not_the_database(client):
     for heading in ("Registrations", "Batches", "To review", "Delivery", "Upload photos"):
         assert heading in page
     assert "WAL" not in page and "Lock waits" not in page
+
+
+def test_polls_share_the_figures_for_a_moment(app, client):
+    """Polls within DASHBOARD_SHARED_SECONDS get the figures the first computed; with 0 each poll computes."""
+    make_user()
+    login(client)
+    app.config["DASHBOARD_SHARED_SECONDS"] = 3600
+    first = client.get("/dashboard/live")
+    make_person("NEW1", "New Person", group="5A")
+    shared = client.get("/dashboard/live")
+    assert shared.headers["ETag"] == first.headers["ETag"] and b"New Person" not in shared.data
+    app.config["DASHBOARD_SHARED_SECONDS"] = 0
+    assert b"New Person" in client.get("/dashboard/live").data

@@ -25,6 +25,8 @@ def app_environment(data_dir: Path, database_url: str) -> dict[str, str]:
         "INTAKE_PROCESSOR": "0",
         "INTAKE_SCAN_WORKERS": "1",
         "DB_BUSY_TIMEOUT_MS": "2000",
+        # Tests look at the dashboard right after changing something: no figures shared between polls.
+        "INTAKE_DASHBOARD_SHARED_SECONDS": "0",
     }
 
 

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from tests.support.factories import PASSWORD
-from tests.support.liveserver import gunicorn
+from tests.support.liveserver import LiveServer, gunicorn
 from tests.support.loadgen import Tally, create_batch, logged_in, uploader
 from tests.support.photogen import make_batch
 from tests.support.waiting import wait_for
@@ -48,12 +48,24 @@ def test_processor_in_gunicorn_workers_processes_a_queued_batch(database_url, da
 def test_killed_processor_worker_is_taken_over(database_url, data_dir, tmp_path):
     """kill -9 of the worker running the processor mid-batch: another takes over after the lease; nothing lost."""
     plan = [("card", f"P{i // 5}") if i % 5 == 0 else ("photo",) for i in range(40)]
-    with gunicorn(data_dir, database_url, INTAKE_LEASE_SECONDS="3", INTAKE_SCAN_WORKERS="1") as server:
-        import_roster(server, tmp_path, [f"P{i}" for i in range(8)])
-        make_batch(tmp_path / "day", plan, size=(3000, 2000))
-        result = server.flask("ingest", str(tmp_path / "day"), "--json")
-        batch_id = int(result.stdout.split('"batch": ')[1].split(",")[0])
-        wait_for_status(server, batch_id, "processing", timeout=60)
+    server = LiveServer(data_dir, database_url, INTAKE_LEASE_SECONDS="3", INTAKE_SCAN_WORKERS="1")
+    import_roster(server, tmp_path, [f"P{i}" for i in range(8)])
+    assert server.flask("create-user", "staff", "--role", "staff", "--password-stdin", input_text=PASSWORD + "\n")
+    make_batch(tmp_path / "day", plan, size=(3000, 2000))
+    # Queued before any processor runs, so every scan happens while the batch is "processing" (one started
+    # during the ingest would scan the files as they arrive, and the batch could be done before the kill).
+    result = server.flask("ingest", str(tmp_path / "day"), "--json")
+    batch_id = int(result.stdout.split('"batch": ')[1].split(",")[0])
+    server.start()
+    try:
+        client = logged_in(server.url, ("staff", PASSWORD))
+
+        def mid_scan() -> bool:
+            row = next(b for b in json.loads(client.request("GET", "/api/dashboard").body)["batches"])
+            return row["status"] == "processing" and row["done"] < row["total"]
+
+        # Watched over HTTP every 50 ms: a `flask report` takes longer than some batches take to scan.
+        wait_for(mid_scan, 60, "the batch to be mid-scan", 0.05)
         victim = server.processor_pid()
         assert victim in server.worker_pids()
         os.kill(victim, signal.SIGKILL)
@@ -63,6 +75,8 @@ def test_killed_processor_worker_is_taken_over(database_url, data_dir, tmp_path)
         assert len(names) == len(set(names)) == 40
         assert [e["person"] for e in report["photos"]] == [f"P{i // 5}" for i in range(40)]
         assert server.flask("verify").returncode == 0
+    finally:
+        server.stop()
 
 
 def test_processor_in_gunicorn_scans_files_while_the_upload_goes_on(database_url, data_dir, tmp_path):
