@@ -92,7 +92,7 @@ def admit(token: str, ip: str, use: Use) -> GalleryLink | None:
         raise GalleryLimited("Too many requests from your address: please try again in a minute.")
     link = gallery_links.find_live(token)
     if link is None or use is not Use.EMBED:
-        rate_limits.record(bucket, RATE_WINDOW)
+        rate_limits.record([bucket], RATE_WINDOW)
     if link is not None and use is not Use.EMBED:
         count(link.id, use)
     return link

@@ -16,11 +16,11 @@ def used(bucket: str, window: timedelta) -> int:
     )
 
 
-def record(bucket: str, window: timedelta) -> None:
-    """Count one use, dropping the bucket's uses that have left the window."""
+def record(buckets: list[str], window: timedelta) -> None:
+    """Count one use of each bucket, dropping their uses that have left the window."""
     now = utcnow()
-    db.session.execute(delete(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at < now - window))
-    db.session.add(RateEvent(bucket=bucket, at=now))
+    db.session.execute(delete(RateEvent).where(RateEvent.bucket.in_(buckets), RateEvent.at < now - window))
+    db.session.add_all([RateEvent(bucket=bucket, at=now) for bucket in buckets])
 
 
 class RateLimited(Exception):
@@ -28,9 +28,11 @@ class RateLimited(Exception):
 
 
 def spend(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
-    """Count one use against each bucket's limit over `window`, or refuse it all (RateLimited, counting nothing)."""
-    for bucket, limit in buckets.items():
-        if used(bucket, window) >= limit:
-            raise RateLimited(refusal)
-    for bucket in buckets:
-        record(bucket, window)
+    """Count one use against each bucket's limit over `window`, or refuse it all (RateLimited, counting nothing).
+    One query counts every bucket: a registration spends two, and does so holding the write lock."""
+    since = utcnow() - window
+    counted = select(RateEvent.bucket, func.count()).where(RateEvent.bucket.in_(buckets), RateEvent.at >= since)
+    uses = dict(db.session.execute(counted.group_by(RateEvent.bucket)).tuples().all())
+    if any(uses.get(bucket, 0) >= limit for bucket, limit in buckets.items()):
+        raise RateLimited(refusal)
+    record(list(buckets), window)
