@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cache import CACHE  # noqa: E402
 from upload import rss_bytes, sample_peak_rss  # noqa: E402
 
 from app import create_app  # noqa: E402
@@ -52,7 +53,6 @@ from tests.support.apps import app_environment  # noqa: E402
 from tests.support.liveserver import LiveServer  # noqa: E402
 from tests.support.photogen import make_photo  # noqa: E402
 
-CACHE = ROOT / "bench" / ".cache"
 CHUNK = 1024 * 1024
 # Sensor noise sets a JPEG's size: from ~6 MB to ~12 MB at 24 MP.
 NOISE_LEVELS = (5, 7, 9, 11, 13, 15)

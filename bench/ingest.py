@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cache import CACHE  # noqa: E402
 from scan import SIZES, Timed, cached_batch, floor_task  # noqa: E402
 
 from engine.scanning import SCAN_NICENESS  # noqa: E402
@@ -55,7 +56,7 @@ def timed_command(args: list[str], env: dict) -> tuple[float, subprocess.Complet
 
 def one_round(folder: Path, template: Path, workers: int) -> tuple[float, float]:
     """(seconds of the ingest, seconds of the start-up to subtract), in a fresh data directory."""
-    with tempfile.TemporaryDirectory(dir=ROOT / "bench" / ".cache") as scratch:
+    with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
         data = Path(scratch)
         shutil.copyfile(template, data / "intake.sqlite3")
         env = {
@@ -76,7 +77,7 @@ def main() -> None:
     parser.add_argument("--megapixels", type=int, choices=sorted(SIZES), default=24)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / ".cache")
+    parser.add_argument("--cache", type=Path, default=CACHE)
     args = parser.parse_args()
 
     paths, _ = cached_batch(args.cache, args.photos, args.megapixels)

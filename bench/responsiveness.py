@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cache import CACHE  # noqa: E402
+
 from tests.support.apps import migrate_to_head  # noqa: E402
 from tests.support.liveserver import gunicorn  # noqa: E402
 from tests.support.loadgen import Tally, logged_in  # noqa: E402
@@ -103,7 +105,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=ROOT / "bench" / ".cache") as tmp:
+    with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=CACHE) as tmp:
         root = Path(tmp)
         make_batch(root / "day", [("photo",)] * args.photos, size=size, quality=85, workers=2)
         data_dir = root / "data"

@@ -20,6 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cache import CACHE  # noqa: E402
+
 from tests.support.browser import add_folder, chromium, log_in_and_create_batch  # noqa: E402
 from tests.support.factories import PASSWORD  # noqa: E402
 from tests.support.liveserver import LiveServer  # noqa: E402
@@ -33,7 +35,7 @@ def make_one(job: tuple[Path, tuple[int, int], int]) -> None:
 
 
 def photo_folder(count: int, size: tuple[int, int]) -> Path:
-    folder = REPO / "bench" / ".cache" / f"upload-{count}-{size[0]}x{size[1]}" / "CARD"
+    folder = CACHE / f"upload-{count}-{size[0]}x{size[1]}" / "CARD"
     folder.mkdir(parents=True, exist_ok=True)
     jobs = [(folder / f"IMG_{i:04d}.JPG", size, i) for i in range(1, count + 1)]
     with Pool() as pool:

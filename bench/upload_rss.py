@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cache import CACHE  # noqa: E402
 from scan import cached_batch  # noqa: E402
 from upload import rss_bytes  # noqa: E402
 from variants import FRAMES, frame_variants, send_in_parallel, upload_clients  # noqa: E402
@@ -58,12 +59,12 @@ class RssSampler(threading.Thread):
 
 
 def run(gigabytes: float, workers: int, processor: bool) -> dict:
-    frames, _ = cached_batch(ROOT / "bench" / ".cache", FRAMES, 24)
+    frames, _ = cached_batch(CACHE, FRAMES, 24)
     mean_size = sum(path.stat().st_size for path in frames) / len(frames)
     count = WARM_UP_FILES + round(gigabytes * 1e9 / mean_size)
-    uploads, _ = frame_variants(ROOT / "bench" / ".cache", count)
+    uploads, _ = frame_variants(CACHE, count)
     warm_up, measured = uploads[:WARM_UP_FILES], uploads[WARM_UP_FILES:]
-    with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=ROOT / "bench" / ".cache") as root:
+    with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=CACHE) as root:
         server = LiveServer(
             Path(root),
             f"sqlite:///{Path(root) / 'intake.sqlite3'}",

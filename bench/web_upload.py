@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from cache import CACHE  # noqa: E402
 from ingest import floor_seconds  # noqa: E402
 from upload import photo_folder, rss_bytes, sample_peak_rss  # noqa: E402
 from variants import Upload, folder_uploads, frame_variants, send_in_parallel, upload_clients  # noqa: E402
@@ -73,7 +74,7 @@ def timeline(database: Path, batch_id: int, last_byte: float) -> dict:
 
 
 def run(uploads: list[Upload], floor_paths: list[Path], workers: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=ROOT / "bench" / ".cache") as root:
+    with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=CACHE) as root:
         # tests/support's environment scans on one process; the day runs one per core.
         server = LiveServer(
             Path(root),
@@ -133,7 +134,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     args = parser.parse_args()
     if args.size == "reuse":
-        uploads, floor_paths = frame_variants(ROOT / "bench" / ".cache", args.count)
+        uploads, floor_paths = frame_variants(CACHE, args.count)
     else:
         width, height = (int(v) for v in args.size.split("x"))
         floor_paths = sorted(photo_folder(args.count, (width, height)).iterdir())
