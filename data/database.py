@@ -2,9 +2,10 @@
 
 Three rules, one place:
 1. Every SQLite connection gets the same PRAGMAs (WAL, busy_timeout, foreign keys, ...).
-2. A transaction that may write first takes the database's one write lock (SQLite: BEGIN IMMEDIATE;
-   PostgreSQL: an advisory lock), so it queues under the busy or lock timeout instead of failing when a
-   read tries to become a write. Read-only work never waits behind a writer (WAL readers don't block).
+2. A transaction that may write first takes its process's writer turn, then the database's one write
+   lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so it queues under the busy or lock
+   timeout instead of failing when a read tries to become a write. Read-only work never waits behind a
+   writer (WAL readers don't block).
 3. A unit of work that still meets a lock is rolled back and *re-run from the start* with capped,
    jittered exponential backoff. Never just commit again after a rollback: that commits nothing.
 """
@@ -14,6 +15,7 @@ import functools
 import itertools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
@@ -58,6 +60,17 @@ def sqlite_pragmas(busy_timeout_ms: int) -> list[str]:
 
 class DatabaseBusy(Exception):
     """The database stayed locked through every retry; the caller answers 503."""
+
+
+class WriterTurnTimeout(Exception):
+    """Another writer of this process held the turn for the whole busy timeout: retried like a busy lock."""
+
+
+# The threads of one process take turns to write before they ask the database. A thread blocked on this
+# lock wakes the moment it is released; SQLite's busy handler instead polls with sleeps that grow to 100 ms,
+# so in a burst (60 registrations at once) a writer that just arrived overtook one that had waited a
+# second. Between processes the database's own lock still decides.
+_writer_turn = threading.Lock()
 
 
 # Outside a unit of work (e.g. Flask-Login loading the user) transactions are deferred reads.
@@ -119,8 +132,20 @@ def take_write_lock(connection, statement: str) -> None:
             waits.append(waited)
 
 
+def take_writer_turn(timeout: float) -> None:
+    """This process's turn to write; a long wait is recorded like a wait for the database's lock."""
+    started = time.perf_counter()
+    if not _writer_turn.acquire(timeout=timeout):
+        raise WriterTurnTimeout
+    waited = time.perf_counter() - started
+    if waited >= LOCK_WAIT_THRESHOLD and (waits := _waits.get()) is not None:
+        waits.append(waited)
+
+
 def is_transient(exc: BaseException) -> bool:
     """A lock or serialization conflict that re-running the unit of work can cure."""
+    if isinstance(exc, WriterTurnTimeout):
+        return True
     if not isinstance(exc, DBAPIError):
         return False
     orig = exc.orig
@@ -170,8 +195,13 @@ def run_in_transaction(
     try:
         for attempt in itertools.count(1):
             # A read-only unit that met a lock must have tried to write: retry it as a writer.
-            mode_token = _write_mode.set(not read_only or attempt > 1)
+            writing = not read_only or attempt > 1
+            mode_token = _write_mode.set(writing)
+            has_turn = False
             try:
+                if writing:
+                    take_writer_turn(config["DB_BUSY_TIMEOUT_MS"] / 1000)
+                    has_turn = True
                 result = unit(*args, **kwargs)
                 if _write_mode.get() and (retry_waits or lock_waits):
                     session.add_all(
@@ -180,7 +210,7 @@ def run_in_transaction(
                     )
                 session.commit()
                 return result
-            except DBAPIError as exc:
+            except (DBAPIError, WriterTurnTimeout) as exc:
                 session.rollback()
                 if not is_transient(exc):
                     raise
@@ -199,6 +229,8 @@ def run_in_transaction(
                 session.rollback()
                 raise
             finally:
+                if has_turn:
+                    _writer_turn.release()
                 _write_mode.reset(mode_token)
     finally:
         _in_unit.reset(unit_token)

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,38 @@ def test_retry_reruns_the_whole_unit(app, monkeypatch):
     assert db.session.scalar(select(func.count()).select_from(Person)) == 1
     kinds = db.session.scalars(select(database.LockEvent.kind)).all()
     assert kinds == ["retry"]
+
+
+def test_writers_of_one_process_take_turns_and_a_held_turn_is_busy_not_a_hang(app, monkeypatch):
+    """While one thread's write unit runs, another thread's write unit does not start: past the busy timeout
+    it is retried, then answered DatabaseBusy with nothing written; a read-only unit runs meanwhile. Once
+    the turn is free the same write goes through."""
+    app.config.update(DB_BUSY_TIMEOUT_MS=50, DB_RETRY_ATTEMPTS=2)
+    monkeypatch.setattr(database, "backoff_delay", lambda *a: 0.0)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_turn():
+        holding.set()
+        release.wait(30)
+
+    def in_thread(unit, *args, **kwargs):
+        with app.app_context():
+            database.run_in_transaction(unit, *args, **kwargs)
+
+    holder = threading.Thread(target=in_thread, args=(hold_the_turn,))
+    holder.start()
+    try:
+        assert holding.wait(30)
+        started = []
+        with pytest.raises(database.DatabaseBusy):
+            database.run_in_transaction(lambda: started.append("write"))
+        database.run_in_transaction(lambda: started.append("read"), read_only=True)
+        assert started == ["read"]
+    finally:
+        release.set()
+        holder.join(30)
+    database.run_in_transaction(lambda: db.session.add(Person(code="LATE", name="Ada")))
+    assert db.session.scalar(select(func.count()).select_from(Person)) == 1
 
 
 def test_rollback_then_commit_would_lose_the_change(app):
