@@ -129,9 +129,19 @@ def test_a_large_card_read_at_the_glimpse_costs_no_second_decode(big_frames):
     assert read_qr_glimpsed(glimpse, full_size, no_second_decode) == QrReading((CARD,))
 
 
+def test_a_small_card_is_read_from_its_glimpse_upscaled(tmp_path):
+    """A 5% card (~1 px modules at 1/8) is read from its glimpse region upscaled 3x: no second decode."""
+    path = make_photo(tmp_path / "small.jpg", card_text=CARD, card_fraction=0.05, card_centre=(0.4, 0.2), blur=1)
+    glimpse = Image.open(path)
+    draft_glimpse(glimpse)
+    assert read_qr_glimpsed(glimpse, (6000, 4000), no_second_decode) == QrReading((CARD,))
+
+
 def test_a_small_card_high_in_the_frame_is_read_from_the_rows_down_to_it(tmp_path):
-    """A 5% card in the top fifth needs a finer look; only the rows down to a little below it are decoded again."""
-    path = make_photo(tmp_path / "high.jpg", card_text=CARD, card_fraction=0.05, card_centre=(0.4, 0.2), blur=1)
+    """A blurred 5% card in the top fifth needs a finer look; only the rows down to a little below it are decoded."""
+    path = make_photo(
+        tmp_path / "high.jpg", card_text=CARD, card_fraction=0.05, card_centre=(0.4, 0.2), rotate_deg=45, blur=1.5
+    )
     data = path.read_bytes()
     asked = []
 
