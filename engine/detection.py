@@ -57,6 +57,8 @@ _DENSE_RUN = re.compile(rb"[^\x00]+")
 _MIN_FINDER_HITS = 3
 # A texture patch this small (px) in a 1/8 glimpse may be a 5% card with ~1 px modules: no finder shows there
 _GLIMPSE_FINE = 40
+# A card at least 5% of the frame wide has a code of 2.5-3.3% (bench/README.md): a patch under 2% is not one
+_GLIMPSE_TINY = 0.02
 # Regions of a glimpse up to this long side (px) are read upscaled this many times before any finer decode
 _GLIMPSE_UPSCALED = 160
 _GLIMPSE_UPSCALE = 3
@@ -129,19 +131,21 @@ def read_qr_glimpsed(glimpse: Image.Image, full_size: tuple[int, int], open_rows
 
 def _glimpse_regions(gray: Image.Image, reduction: float) -> tuple[list[str], list[Box]]:
     """The QR texts zxing-cpp reads on a glimpse, and the boxes that need a finer look: symbols it could not
-    read, and QR-like texture patches (at the card-like test's levels) that are small or have a finder pattern,
-    where they are not on a symbol it read. Plain frames show none or, rarely, one or two."""
+    read, and QR-like texture patches (at the card-like test's levels) that are small (but not smaller than a
+    card's code can be) or show finder patterns as the card-like test counts them, where they are not on a
+    symbol it read. Cards' patches show 6-19 finder hits here, plain frames' 0-2 (bench/README.md)."""
     texts, read, unread = _read_zxing(gray, try_invert=False)
     whole = (0, 0, *gray.size)  # a symbol reported without a position may be anywhere
     unread = [box for box in unread if not any(_overlaps(box, symbol) for symbol in read)]
     regions = [_padded(box, gray.size) if _area(box) else whole for box in unread]
     levels = [round(level / reduction) for level in _TEXTURE_LEVELS if level >= reduction]
     for patch in _textured_patches(gray, levels):
-        if any(_mostly_on(patch, symbol) for symbol in read):
-            continue  # the card read here
+        side = max(patch[2] - patch[0], patch[3] - patch[1])
+        if side < _GLIMPSE_TINY * gray.width or any(_mostly_on(patch, symbol) for symbol in read):
+            continue  # smaller than any card's code, or the card read here
         box = _padded_by(patch, 1 / 3, gray.size)
         # a patch this small may be a 5% card with ~1 px modules, where no finder pattern can show
-        if max(patch[2] - patch[0], patch[3] - patch[1]) <= _GLIMPSE_FINE or _finder_patterns(gray.crop(box)):
+        if side <= _GLIMPSE_FINE or _finder_patterns(gray.crop(box)) >= _MIN_FINDER_HITS:
             regions.append(box)
     return texts, regions
 

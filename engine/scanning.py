@@ -1,8 +1,9 @@
 """Scan one photo file: hash, EXIF, a thumbnail and its QR texts, from one read and (most often) one decode.
 
 The file is read once; the SHA-256 is of the same bytes that are decoded. A camera JPEG is decoded at 1/8
-(DCT scaling) for the thumbnail and a glimpse for cards; only a frame where one may be is decoded again, finer
-(detection.read_qr_glimpsed). Smaller images are decoded once, at the coarse scale detection.py asks for.
+(DCT scaling) for the thumbnail and a glimpse for cards; only a frame where one may be that the glimpse cannot
+read is decoded again, finer, and only down to that place (detection.read_qr_glimpsed, jpeg_rows). Smaller
+images are decoded once, at the coarse scale detection.py asks for.
 Bad input never raises: it gives ok=False and a reason a person can act on.
 """
 

@@ -129,6 +129,24 @@ def test_a_large_card_read_at_the_glimpse_costs_no_second_decode(big_frames):
     assert read_qr_glimpsed(glimpse, full_size, no_second_decode) == QrReading((CARD,))
 
 
+@pytest.mark.parametrize(("side", "second_decode"), [(12, False), (16, True), (24, True)])
+def test_a_qr_like_patch_under_2_percent_of_the_frame_needs_no_finer_look(side, second_decode):
+    """A patch of QR-like texture smaller than any card's code (2% of the frame wide) costs no second decode;
+    one a 5% card's code could be, with too few pixels per module for finder patterns, does."""
+    rng = random.Random(1)
+    texture = bytes(rng.choice((20, 240)) for _ in range(side * side))
+    glimpse = Image.new("L", (750, 500), 140)
+    glimpse.paste(Image.frombytes("L", (side, side), texture), (300, 200))
+    asked = []
+
+    def open_rows(rows: int) -> Image.Image:
+        asked.append(rows)
+        return Image.new("L", (6000, rows), 140)
+
+    assert read_qr_glimpsed(glimpse, (6000, 4000), open_rows) == QrReading()
+    assert bool(asked) is second_decode
+
+
 def test_a_small_card_is_read_from_its_glimpse_upscaled(tmp_path):
     """A 5% card (~1 px modules at 1/8) is read from its glimpse region upscaled 3x: no second decode."""
     path = make_photo(tmp_path / "small.jpg", card_text=CARD, card_fraction=0.05, card_centre=(0.4, 0.2), blur=1)
