@@ -57,7 +57,8 @@ _DENSE_RUN = re.compile(rb"[^\x00]+")
 _MIN_FINDER_HITS = 3
 # A texture patch this small (px) in a 1/8 glimpse may be a 5% card with ~1 px modules: no finder shows there
 _GLIMPSE_FINE = 40
-# A card at least 5% of the frame wide has a code of 2.5-3.3% (bench/README.md): a patch under 2% is not one
+# The code of a card 5% of the frame wide shows as a patch 2.7-4.3% of the frame wide (bench/README.md): under 2%
+# a patch is no card's
 _GLIMPSE_TINY = 0.02
 # Regions of a glimpse up to this long side (px) are read upscaled this many times before any finer decode
 _GLIMPSE_UPSCALED = 160
@@ -135,9 +136,10 @@ def _glimpse_regions(gray: Image.Image, reduction: float) -> tuple[list[str], li
     card's code can be) or show finder patterns as the card-like test counts them, where they are not on a
     symbol it read. Cards' patches show 6-19 finder hits here, plain frames' 0-2 (bench/README.md)."""
     texts, read, unread = _read_zxing(gray, try_invert=False)
-    whole = (0, 0, *gray.size)  # a symbol reported without a position may be anywhere
-    unread = [box for box in unread if not any(_overlaps(box, symbol) for symbol in read)]
-    regions = [_padded(box, gray.size) if _area(box) else whole for box in unread]
+    # as read_qr does, a symbol without a place is nothing to read; a long thin one (a failed rMQR on a line)
+    # is no card, which is square
+    unread = [box for box in unread if _squarish(box) and not any(_overlaps(box, symbol) for symbol in read)]
+    regions = [_padded(box, gray.size) for box in unread]
     levels = [round(level / reduction) for level in _TEXTURE_LEVELS if level >= reduction]
     for patch in _textured_patches(gray, levels):
         side = max(patch[2] - patch[0], patch[3] - patch[1])
@@ -441,6 +443,11 @@ def _finder_runs(runs: Image.Image) -> list[tuple[int, int]]:
             centre = start + lengths[0] + lengths[1] + lengths[2] // 2
             centres.append((centre % width, centre // width))
     return centres
+
+
+def _squarish(box: Box) -> bool:
+    sides = sorted((box[2] - box[0], box[3] - box[1]))
+    return sides[0] > 0 and sides[1] <= 2.5 * sides[0]
 
 
 def _largest(regions: list[Box]) -> list[Box]:
