@@ -110,11 +110,12 @@ def read_qr_glimpsed(glimpse: Image.Image, full_size: tuple[int, int], open_rows
     """read_qr for a frame glimpsed at 1/8 (draft_glimpse): zxing-cpp and the card-like test's texture stage
     run on the glimpse, and only where they leave something unread is the frame decoded again, finer.
 
-    A frame that shows no symbol and no QR-like texture patch that is small or has a finder pattern, or only
-    symbols read at the glimpse (a large card), is done: no second decode. Otherwise `open_rows(rows)` gives
-    the frame's top rows down to the lowest such place (the entropy decode stops there, see jpeg_rows), and
-    the coarse pass reads them. The glimpse's texture levels are the coarse pass's, so a card that pass would
-    look at shows here too.
+    A frame is done with no second decode when every place that may hold a card (a symbol zxing-cpp could not
+    read, a texture patch that is small or shows finder patterns) was read on the glimpse, directly (a large
+    card) or upscaled 3x (many 5-6% cards), and most frames show no such place. Otherwise `open_rows(rows)`
+    gives the frame's top rows down to the lowest place still unread (the entropy decode stops there, see
+    jpeg_rows), and the coarse pass reads them. The glimpse's texture levels are the coarse pass's, so a card
+    that pass would look at shows here too.
     """
     gray = glimpse.convert("L")
     texts, regions = _glimpse_regions(gray, full_size[0] / gray.width / coarse_scale(full_size))
