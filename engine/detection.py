@@ -9,8 +9,10 @@ a symbol it could not read, or the test saw a card-like object, that region is r
 upscaled, and by zbar (whose misses differ). If none reads it, the frame is marked `unreadable_card`.
 Small images (phone crops, the corpus) are read whole every way: each pass costs a few ms there.
 The scan of a camera frame (read_qr_glimpsed) first decodes it at 1/8, as the floor does, and runs the texture
-part of that test and zxing-cpp there (~5 ms); only a frame that shows a symbol, or a patch of QR texture that
-is small or has a finder pattern, is decoded again at the coarse scale and read as above (most frames hold no card).
+part of that test and zxing-cpp there (~4 ms); only a frame that shows a symbol zxing-cpp could not read, or a
+patch of QR texture off the symbols it read that is small or has a finder pattern, is decoded again at the coarse
+scale, and only down to the lowest such place (jpeg_rows), and read as above. Most frames hold no card; a large
+card is read on the glimpse.
 
 Texts are exact: raw bytes as UTF-8 where valid. zbar guesses charsets (UTF-8 "Britain’s" comes out
 as Shift_JIS mojibake), so its raw bytes are taken, and a zbar read that is not UTF-8 is dropped.
@@ -50,15 +52,26 @@ _TEXTURE_LEVELS = (4, 8, 16, 32)  # reductions of the coarse image: a 5-25% card
 _FINDER_SIDE = 120  # candidates are searched for finder patterns at this size: modules of ~3-5 px
 _FINDER_RUN = re.compile(rb"a{2,8}b{2,8}a{5,24}b{2,8}a{2,8}")  # dark-light-dark-light-dark; ratios checked after
 _RUNS = re.compile(rb"a+|b+")
+_DENSE_RUN = re.compile(rb"[^\x00]+")
 # Rows through a finder's 3-module core hit it several times; stray crossings of lines hit once or twice
 _MIN_FINDER_HITS = 3
 # A texture patch this small (px) in a 1/8 glimpse may be a 5% card with ~1 px modules: no finder shows there
 _GLIMPSE_FINE = 40
+# The code of a card 5% of the frame wide shows as a patch 2.7-4.3% of the frame wide (bench/README.md): under 2%
+# a patch is no card's
+_GLIMPSE_TINY = 0.02
+# Regions of a glimpse up to this long side (px) are read upscaled this many times before any finer decode
+_GLIMPSE_UPSCALED = 160
+_GLIMPSE_UPSCALE = 3
+# JPEG frame markers: baseline and extended sequential Huffman (one scan, top to bottom), then every other kind
+_SEQUENTIAL_FRAMES = (0xC0, 0xC1)
+_OTHER_FRAMES = (0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xDA)
 _ZBAR_GREY = int.from_bytes(b"Y800", "little")  # zbar's fourcc for 8-bit greyscale
 _ZBAR_CFG_BINARY = 4  # zbar >= 0.23: return the payload's raw bytes instead of a charset guess
 
 Box = tuple[int, int, int, int]
 ImageLoader = Callable[[], Image.Image]
+RowsLoader = Callable[[int], Image.Image]  # the top rows of an image
 
 
 @dataclass(frozen=True)
@@ -93,32 +106,91 @@ def draft_glimpse(image: Image.Image) -> bool:
     return image.size != full_size
 
 
-def read_qr_glimpsed(glimpse: Image.Image, full_size: tuple[int, int], open_full: ImageLoader) -> QrReading:
-    """read_qr for a frame glimpsed at 1/8 (draft_glimpse): no QR when the glimpse shows no QR-like texture
-    and no symbol, else the coarse pass on a second, finer decode of the frame (from `open_full`).
+def read_qr_glimpsed(glimpse: Image.Image, full_size: tuple[int, int], open_rows: RowsLoader) -> QrReading:
+    """read_qr for a frame glimpsed at 1/8 (draft_glimpse): zxing-cpp and the card-like test's texture stage
+    run on the glimpse, and only where they leave something unread is the frame decoded again, finer.
 
-    The glimpse's texture levels are the coarse pass's (card_like_boxes), so a card that pass would look at
-    shows here too; most frames hold no card and cost no second decode.
+    A frame is done with no second decode when every place that may hold a card (a symbol zxing-cpp could not
+    read, a texture patch that is small or shows finder patterns) was read on the glimpse, directly (a large
+    card) or upscaled 3x (many 5-6% cards), and most frames show no such place. Otherwise `open_rows(rows)`
+    gives the frame's top rows down to the lowest place still unread (the entropy decode stops there, see
+    jpeg_rows), and the coarse pass reads them. The glimpse's texture levels are the coarse pass's, so a card
+    that pass would look at shows here too.
     """
-    reduction = full_size[0] / glimpse.width / coarse_scale(full_size)  # coarse pixels per glimpse pixel
-    if not _may_hold_card(glimpse.convert("L"), reduction):
-        return QrReading()
-    detail = open_full()
+    gray = glimpse.convert("L")
+    texts, regions = _glimpse_regions(gray, full_size[0] / gray.width / coarse_scale(full_size))
+    found, regions = _read_upscaled(gray, regions)
+    texts += found
+    if not regions:
+        return QrReading(tuple(sorted(set(texts))))
+    lowest = max(_padded_by(box, 1 / 2, gray.size)[3] for box in regions)
+    rows = min(full_size[1], -(-lowest * full_size[1] // gray.height))
+    detail = open_rows(rows)
     draft_for_detection(detail, "L")  # greyscale straight from the JPEG: 20% cheaper than RGB, then convert
-    return read_qr(detail, full_image=open_full)
+    reading = read_qr(detail, full_image=lambda: open_rows(rows))
+    return QrReading(tuple(sorted(set(texts + list(reading.texts)))), reading.unreadable_card)
 
 
-def _may_hold_card(gray: Image.Image, reduction: float) -> bool:
-    """Whether a glimpse shows any QR symbol, or a QR-like texture patch (at the card-like test's levels) that
-    is small or has a finder pattern in it: one is enough here, where a card's modules are 1-3 px (plain frames
-    show none or, rarely, one or two; cards 8-18 in bench/scan.py's batch)."""
+def _glimpse_regions(gray: Image.Image, reduction: float) -> tuple[list[str], list[Box]]:
+    """The QR texts zxing-cpp reads on a glimpse, and the boxes that need a finer look: symbols it could not
+    read, and QR-like texture patches (at the card-like test's levels) that are small (but not smaller than a
+    card's code can be) or show finder patterns as the card-like test counts them, where they are not on a
+    symbol it read. Cards' patches show 6-19 finder hits here, plain frames' 0-2 (bench/README.md)."""
+    texts, read, unread = _read_zxing(gray, try_invert=False)
+    # as read_qr does, a symbol without a place is nothing to read; a long thin one (a failed rMQR on a line)
+    # is no card, which is square
+    unread = [box for box in unread if _squarish(box) and not any(_overlaps(box, symbol) for symbol in read)]
+    regions = [_padded(box, gray.size) for box in unread]
     levels = [round(level / reduction) for level in _TEXTURE_LEVELS if level >= reduction]
     for patch in _textured_patches(gray, levels):
-        if max(patch[2] - patch[0], patch[3] - patch[1]) <= _GLIMPSE_FINE:
-            return True  # too small to show its finder patterns here
-        if _finder_patterns(gray.crop(_padded_by(patch, 1 / 3, gray.size))):
-            return True
-    return bool(zxingcpp.read_barcodes(gray, formats=SCAN_FORMATS, return_errors=True, try_invert=False))
+        side = max(patch[2] - patch[0], patch[3] - patch[1])
+        if side < _GLIMPSE_TINY * gray.width or any(_mostly_on(patch, symbol) for symbol in read):
+            continue  # smaller than any card's code, or the card read here
+        box = _padded_by(patch, 1 / 3, gray.size)
+        # a patch this small may be a 5% card with ~1 px modules, where no finder pattern can show
+        if side <= _GLIMPSE_FINE or _finder_patterns(gray.crop(box)) >= _MIN_FINDER_HITS:
+            regions.append(box)
+    return texts, regions
+
+
+def _read_upscaled(gray: Image.Image, regions: list[Box]) -> tuple[list[str], list[Box]]:
+    """Texts zxing-cpp reads in glimpse regions upscaled 3x (a 5-6% card's ~1 px modules often read so), and
+    the regions that stay unread: those with no text, or with a symbol beside the ones read, unless mostly on a
+    region that read (the same card seen at two texture levels)."""
+    texts, done, unread = [], [], []
+    for region in regions:
+        crop = gray.crop(region)
+        found, read, failed = [], [], []
+        if _MIN_REGION <= min(crop.size) and max(crop.size) <= _GLIMPSE_UPSCALED:
+            size = (crop.width * _GLIMPSE_UPSCALE, crop.height * _GLIMPSE_UPSCALE)
+            found, read, failed = _read_zxing(crop.resize(size, Image.Resampling.BICUBIC), try_invert=False)
+        texts += found
+        if not found or any(not any(_overlaps(box, symbol) for symbol in read) for box in failed):
+            unread.append(region)
+        else:
+            done.append(region)
+    return texts, [region for region in unread if not any(_mostly_on(region, other) for other in done)]
+
+
+def jpeg_rows(data: bytes, rows: int) -> bytes:
+    """The JPEG `data` with its frame header claiming only its top `rows` rows: a decoder then entropy-decodes
+    those and skips the rest of the scan (about as fast as it reads bytes). Only sequential JPEGs, decoded top
+    to bottom in one scan, are cut; anything else comes back whole."""
+    at = 2
+    while at + 9 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:
+            at += 1  # a fill byte before a marker
+            continue
+        if marker in _SEQUENTIAL_FRAMES:
+            height = int.from_bytes(data[at + 5 : at + 7], "big")
+            if not 0 < rows < height:
+                return data
+            return data[: at + 5] + rows.to_bytes(2, "big") + data[at + 7 :]
+        if marker in _OTHER_FRAMES:
+            return data
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return data
 
 
 def decode_qr_texts(
@@ -321,7 +393,7 @@ def _texture_patches(texture: Image.Image) -> list[Box]:
     if dense.getbbox() is None:
         return []
     width, cells = dense.width, dense.tobytes()
-    todo = {index for index, value in enumerate(cells) if value}
+    todo = {index for run in _DENSE_RUN.finditer(cells) for index in range(*run.span())}  # few: mostly zeros
     patches = []
     while todo:
         stack = [todo.pop()]
@@ -372,6 +444,11 @@ def _finder_runs(runs: Image.Image) -> list[tuple[int, int]]:
             centre = start + lengths[0] + lengths[1] + lengths[2] // 2
             centres.append((centre % width, centre // width))
     return centres
+
+
+def _squarish(box: Box) -> bool:
+    sides = sorted((box[2] - box[0], box[3] - box[1]))
+    return sides[0] > 0 and sides[1] <= 2.5 * sides[0]
 
 
 def _largest(regions: list[Box]) -> list[Box]:

@@ -17,6 +17,7 @@ from engine.detection import (
     decode_qr_texts,
     draft_for_detection,
     draft_glimpse,
+    jpeg_rows,
     read_qr,
     read_qr_glimpsed,
 )
@@ -109,14 +110,82 @@ def test_a_camera_frame_glimpsed_at_an_eighth_still_gives_every_symbol(big_frame
 def test_a_frame_without_a_card_is_read_from_its_glimpse_alone(big_frames, name):
     """A card-less camera frame (checked shirt, texture) costs no decode beyond the 1/8 glimpse."""
 
-    def no_second_decode() -> Image.Image:
-        raise AssertionError("decoded the frame a second time")
-
     glimpse = Image.open(big_frames[name])
     full_size = glimpse.size
     assert draft_glimpse(glimpse)
     assert glimpse.size == (full_size[0] // 8, full_size[1] // 8)
     assert read_qr_glimpsed(glimpse, full_size, no_second_decode) == QrReading()
+
+
+def no_second_decode(rows: int) -> Image.Image:
+    raise AssertionError(f"decoded the frame's top {rows} rows a second time")
+
+
+def test_a_large_card_read_at_the_glimpse_costs_no_second_decode(big_frames):
+    """A 20% card is read on the 1/8 glimpse itself, and with nothing else there the frame is not decoded again."""
+    glimpse = Image.open(big_frames["20% upside down, blurred"])
+    full_size = glimpse.size
+    draft_glimpse(glimpse)
+    assert read_qr_glimpsed(glimpse, full_size, no_second_decode) == QrReading((CARD,))
+
+
+@pytest.mark.parametrize(("side", "second_decode"), [(12, False), (16, True), (24, True)])
+def test_a_qr_like_patch_under_2_percent_of_the_frame_needs_no_finer_look(side, second_decode):
+    """A patch of QR-like texture smaller than any card's code (2% of the frame wide) costs no second decode;
+    one a 5% card's code could be, with too few pixels per module for finder patterns, does."""
+    rng = random.Random(1)
+    texture = bytes(rng.choice((20, 240)) for _ in range(side * side))
+    glimpse = Image.new("L", (750, 500), 140)
+    glimpse.paste(Image.frombytes("L", (side, side), texture), (300, 200))
+    asked = []
+
+    def open_rows(rows: int) -> Image.Image:
+        asked.append(rows)
+        return Image.new("L", (6000, rows), 140)
+
+    assert read_qr_glimpsed(glimpse, (6000, 4000), open_rows) == QrReading()
+    assert bool(asked) is second_decode
+
+
+def test_a_small_card_is_read_from_its_glimpse_upscaled(tmp_path):
+    """A 5% card (~1 px modules at 1/8) is read from its glimpse region upscaled 3x: no second decode."""
+    path = make_photo(tmp_path / "small.jpg", card_text=CARD, card_fraction=0.05, card_centre=(0.4, 0.2), blur=1)
+    glimpse = Image.open(path)
+    draft_glimpse(glimpse)
+    assert read_qr_glimpsed(glimpse, (6000, 4000), no_second_decode) == QrReading((CARD,))
+
+
+def test_a_small_card_high_in_the_frame_is_read_from_the_rows_down_to_it(tmp_path):
+    """A blurred 5% card in the top fifth needs a finer look; only the rows down to a little below it are decoded."""
+    path = make_photo(
+        tmp_path / "high.jpg", card_text=CARD, card_fraction=0.05, card_centre=(0.4, 0.2), rotate_deg=45, blur=1.5
+    )
+    data = path.read_bytes()
+    asked = []
+
+    def open_rows(rows: int) -> Image.Image:
+        asked.append(rows)
+        return Image.open(io.BytesIO(jpeg_rows(data, rows)))
+
+    glimpse = Image.open(path)
+    draft_glimpse(glimpse)
+    assert read_qr_glimpsed(glimpse, (6000, 4000), open_rows) == QrReading((CARD,))
+    assert asked and all(0.2 * 4000 < rows < 4000 // 2 for rows in asked)
+
+
+def test_a_jpeg_cut_to_its_top_rows_decodes_as_the_top_of_the_whole():
+    """jpeg_rows gives a JPEG whose decode, at any DCT scale, is the whole frame's top rows, pixel for pixel."""
+    image = Image.effect_noise((640, 480), 40).convert("RGB")
+    whole, progressive = io.BytesIO(), io.BytesIO()
+    image.save(whole, "JPEG", quality=90)
+    image.save(progressive, "JPEG", quality=90, progressive=True)
+    for scale in (1, 2, 8):
+        full, top = (Image.open(io.BytesIO(data)) for data in (whole.getvalue(), jpeg_rows(whole.getvalue(), 200)))
+        for draft in (full, top):
+            draft.draft("L", (draft.width // scale, draft.height // scale))
+        assert top.size == (640 // scale, 200 // scale)
+        assert top.tobytes() == full.crop((0, 0, *top.size)).tobytes()
+    assert jpeg_rows(progressive.getvalue(), 200) == progressive.getvalue(), "progressive JPEGs are left whole"
 
 
 def test_non_card_qr_text_is_returned(big_frames):
