@@ -52,36 +52,31 @@ def system():
     return render_template("admin/system.html", health=data_layer_health())
 
 
-@bp.post("/admin/settings/registration")
+# Each on/off setting: what turns it on or off, and what the admin is told after.
+SWITCHES = {
+    "registration": (signup.set_registration_open, "Registration is open.", "Registration is closed."),
+    "shared-device": (
+        signup.set_shared_device_mode,
+        "Shared-device mode: each card is shown once.",
+        "Cards stay visible to the browser that registered.",
+    ),
+    "email": (
+        outbox.set_sending_on,
+        "E-mail is on: waiting messages go out.",
+        "E-mail is off: messages wait until it is on again.",
+    ),
+}
+
+
+@bp.post('/admin/settings/<any(registration, "shared-device", email):switch>')
 @admin_required
 @db_retry
-def set_registration():
+def set_switch(switch: str):
     # An explicit state, not a toggle: a double-submitted form leaves it as the admin chose.
-    is_open = request.form.get("open") == "1"
-    signup.set_registration_open(is_open)
-    flash("Registration is open." if is_open else "Registration is closed.")
-    return redirect(url_for("admin.settings")), 303
-
-
-@bp.post("/admin/settings/shared-device")
-@admin_required
-@db_retry
-def set_shared_device():
     on = request.form.get("on") == "1"
-    signup.set_shared_device_mode(on)
-    flash(
-        "Shared-device mode: each card is shown once." if on else "Cards stay visible to the browser that registered."
-    )
-    return redirect(url_for("admin.settings")), 303
-
-
-@bp.post("/admin/settings/email")
-@admin_required
-@db_retry
-def set_email_sending():
-    on = request.form.get("on") == "1"
-    outbox.set_sending_on(on)
-    flash("E-mail is on: waiting messages go out." if on else "E-mail is off: messages wait until it is on again.")
+    turn, said_on, said_off = SWITCHES[switch]
+    turn(on)
+    flash(said_on if on else said_off)
     return redirect(url_for("admin.settings")), 303
 
 

@@ -198,11 +198,11 @@ def test_staff_can_see_people_pages(client, staff, url):
 def test_closing_registration_makes_register_answer_403(app, client, admin):
     """An admin closes registration: /register shows the closed page with 403; opening it again restores it."""
     public = app.test_client()
-    assert client.post("/admin/settings/registration", data={"open": "0"}).status_code == 303
+    assert client.post("/admin/settings/registration", data={"on": "0"}).status_code == 303
     closed = public.get("/register")
     assert closed.status_code == 403 and b"Registration is closed" in closed.data
     assert b"Open registration" in client.get("/admin/settings").data
-    client.post("/admin/settings/registration", data={"open": "1"})
+    client.post("/admin/settings/registration", data={"on": "1"})
     assert public.get("/register").status_code == 200
 
 

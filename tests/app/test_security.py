@@ -56,7 +56,7 @@ ADMIN_ENDPOINTS = {
     "people.merge",
     "people.delete",
     "admin.settings",
-    "admin.set_registration",
+    "admin.set_switch",
     "admin.set_fields",
     "uploads.delete",
 }
@@ -122,6 +122,7 @@ def seed_ids() -> dict[str, object]:
         "action": "regroup",
         "filename": "style.css",
         "link_id": link_id,
+        "switch": "registration",
     }
 
 
@@ -226,7 +227,7 @@ def test_every_unsafe_route_refuses_a_forged_request(csrf_app):
         "name": "Mallory",
         "email": "m@example.com",
         "consent": "yes",
-        "open": "0",
+        "on": "0",
         "username": "boss",
         "password": PASSWORD,
         "kind": "exclude",
