@@ -11,7 +11,6 @@ at once (a burst, 10 at a time). Prints p50/p99 of polls and registrations in ea
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import threading
@@ -27,29 +26,12 @@ from cache import CACHE  # noqa: E402
 
 from tests.support.apps import migrate_to_head  # noqa: E402
 from tests.support.liveserver import gunicorn  # noqa: E402
-from tests.support.loadgen import Tally, logged_in  # noqa: E402
+from tests.support.loadgen import Tally, logged_in, p50_p99, poll_dashboard  # noqa: E402
 from tests.support.photogen import make_batch  # noqa: E402
 from tests.support.webclient import WebClient  # noqa: E402
 
 USER = ("benchadmin", "bench admin password")
 BURST_THREADS = 10
-
-
-def p50_p99(seconds: list[float]) -> tuple[float, float]:
-    ordered = sorted(seconds)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
-def poll_dashboard(client: WebClient, tally: Tally, stop: threading.Event) -> None:
-    """The dashboard fragment every second, with the last ETag, as the page polls it."""
-    etag = None
-    while not stop.is_set():
-        started = time.perf_counter()
-        reply = client.request("GET", "/dashboard/live", headers={"If-None-Match": etag} if etag else {})
-        tally.poll_seconds.append(time.perf_counter() - started)
-        tally.record("poll", reply.status, reply.body)
-        etag = reply.headers.get("ETag", etag)
-        stop.wait(1.0)
 
 
 def registration_burst(base: str, prefix: str, count: int) -> list[float]:
@@ -72,7 +54,7 @@ def phase(base: str, pollers: int, registrations: int, prefix: str, seconds: flo
     # Logged in before the phase: 30 memory-hard password checks at once are not what a poll waits for.
     with ThreadPoolExecutor(BURST_THREADS) as pool:
         clients = list(pool.map(lambda _: logged_in(base, USER), range(pollers)))
-    threads = [threading.Thread(target=poll_dashboard, args=(client, tally, stop)) for client in clients]
+    threads = [threading.Thread(target=poll_dashboard, args=(client, tally, stop, 1.0)) for client in clients]
     for thread in threads:
         thread.start()
     started = time.perf_counter()

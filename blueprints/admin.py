@@ -1,4 +1,7 @@
-"""Admin pages: the settings of the photo day, the sign-up poster, the staff accounts, the system's health."""
+"""Admin pages: the settings of the photo day, the sign-up poster, the staff accounts, gallery links, the system's
+health."""
+
+import functools
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -121,16 +124,19 @@ def accounts_page():
     )
 
 
-def account_change(change, *args, done: str):
-    """Run one change to an account as the acting admin (who is audited); its refusal (an AccountError)
-    is shown to the admin, nothing changed."""
+def admin_change(change, *args, done: str, back: str):
+    """Run one change as the acting admin (who is audited); the service's refusal (a ValueError) is shown to
+    the admin, nothing changed. `done` may name what changed as {result}. Then back to the page `back`."""
     try:
-        user = change(*args, current_user.id)
-    except accounts.AccountError as error:
+        result = change(*args, current_user.id)
+    except ValueError as error:
         flash(str(error), "error")
     else:
-        flash(done.format(user=user.username))
-    return redirect(url_for("admin.accounts_page")), 303
+        flash(done.format(result=result))
+    return redirect(url_for(back)), 303
+
+
+account_change = functools.partial(admin_change, back="admin.accounts_page")
 
 
 @bp.post("/admin/accounts")
@@ -145,7 +151,7 @@ def create_account():
         request.form.get("username", ""),
         request.form.get("password", ""),
         UserRole(role),
-        done="Account {user} created.",
+        done="Account {result.username} created.",
     )
 
 
@@ -159,7 +165,7 @@ def set_account_active(user_id: int):
         accounts.set_active,
         user_id,
         active,
-        done="Account {user} " + ("enabled." if active else "disabled and logged out everywhere."),
+        done="Account {result.username} " + ("enabled." if active else "disabled and logged out everywhere."),
     )
 
 
@@ -171,7 +177,7 @@ def reset_account_password(user_id: int):
         accounts.reset_password,
         user_id,
         request.form.get("password", ""),
-        done="New password set for {user}; their sessions are logged out.",
+        done="New password set for {result.username}; their sessions are logged out.",
     )
 
 
@@ -179,7 +185,7 @@ def reset_account_password(user_id: int):
 @admin_required
 @db_retry
 def unlock_account(user_id: int):
-    return account_change(accounts.unlock, user_id, done="{user} may log in again from every address.")
+    return account_change(accounts.unlock, user_id, done="{result.username} may log in again from every address.")
 
 
 @bp.post("/admin/emails/resend")
@@ -199,15 +205,7 @@ def galleries():
     return render_template("admin/galleries.html", links=gallery_links.admin_rows(), base=base)
 
 
-def gallery_change(change, *args, done: str):
-    """Run one change to the gallery links; a refusal is shown to the admin, nothing changed."""
-    try:
-        change(*args, current_user.id)
-    except gallery_links.GalleryLinkError as error:
-        flash(str(error), "error")
-    else:
-        flash(done)
-    return redirect(url_for("admin.galleries")), 303
+gallery_change = functools.partial(admin_change, back="admin.galleries")
 
 
 @bp.post("/admin/galleries")

@@ -44,10 +44,14 @@ class Tally:
         return sum(1 for v in self.statuses.values() for s in v if s >= 500)
 
     def poll_percentiles(self) -> tuple[float, float]:
-        ordered = sorted(self.poll_seconds)
-        if not ordered:
-            return 0.0, 0.0
-        return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return p50_p99(self.poll_seconds)
+
+
+def p50_p99(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    if not ordered:
+        return 0.0, 0.0
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def logged_in(base: str, user: tuple[str, str]) -> WebClient:
@@ -57,7 +61,11 @@ def logged_in(base: str, user: tuple[str, str]) -> WebClient:
 
 
 def poller(base: str, user: tuple[str, str], tally: Tally, stop: threading.Event, interval: float) -> None:
-    client = logged_in(base, user)
+    poll_dashboard(logged_in(base, user), tally, stop, interval)
+
+
+def poll_dashboard(client: WebClient, tally: Tally, stop: threading.Event, interval: float) -> None:
+    """The dashboard fragment every `interval` seconds, with the last ETag, as the page polls it."""
     etag = None
     while not stop.is_set():
         started = time.perf_counter()
