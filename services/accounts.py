@@ -1,6 +1,5 @@
 """Staff accounts, their login sessions, and the limits on guessing passwords."""
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from data.extensions import db
 from data.models import LoginAttempt, LoginSession, User, utcnow
 from data.states import UserRole
 from services.audit import audit
+from services.tokens import token_digest
 
 FAILURE_WINDOW = timedelta(minutes=15)
 # Per account and address: the account's owner elsewhere is never refused because of someone's guesses.
@@ -127,14 +127,10 @@ def has_admin() -> bool:
     return db.session.scalar(select(User.id).where(User.role == UserRole.ADMIN).limit(1)) is not None
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def start_session(user: User) -> None:
     """A session record of its own for this browser; its token goes into the login cookie."""
     user.login_token = secrets.token_urlsafe(24)
-    db.session.add(LoginSession(user_id=user.id, token_hash=token_hash(user.login_token)))
+    db.session.add(LoginSession(user_id=user.id, token_hash=token_digest(user.login_token)))
 
 
 def session_user(user_id: int, token: str) -> User | None:
@@ -142,7 +138,7 @@ def session_user(user_id: int, token: str) -> User | None:
     user = db.session.scalar(
         select(User)
         .join(LoginSession, LoginSession.user_id == User.id)
-        .where(User.id == user_id, User.active.is_(True), LoginSession.token_hash == token_hash(token))
+        .where(User.id == user_id, User.active.is_(True), LoginSession.token_hash == token_digest(token))
     )
     if user is not None:
         user.login_token = token
@@ -151,7 +147,7 @@ def session_user(user_id: int, token: str) -> User | None:
 
 def end_session(user_id: int, token: str) -> None:
     db.session.execute(
-        delete(LoginSession).where(LoginSession.user_id == user_id, LoginSession.token_hash == token_hash(token))
+        delete(LoginSession).where(LoginSession.user_id == user_id, LoginSession.token_hash == token_digest(token))
     )
 
 

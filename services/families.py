@@ -2,7 +2,6 @@
 grants (opaque tokens in its session) for the cards it registered, or for a family whose e-mailed link it
 opened; the link's token is kept only as a hash, ends after a set time and can be revoked."""
 
-import hashlib
 import secrets
 from datetime import timedelta
 
@@ -11,10 +10,7 @@ from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from data.extensions import db
 from data.models import CardGrant, FamilyLink, Person, utcnow
-
-
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+from services.tokens import token_digest
 
 
 def new_token() -> str:
@@ -25,7 +21,9 @@ def grant_card(person: Person, once: bool, link: FamilyLink | None = None) -> st
     """An opaque token for this browser's session: the right to see this person's card."""
     token = new_token()
     db.session.add(
-        CardGrant(token_hash=digest(token), person_id=person.id, once=once, family_link_id=link.id if link else None)
+        CardGrant(
+            token_hash=token_digest(token), person_id=person.id, once=once, family_link_id=link.id if link else None
+        )
     )
     return token
 
@@ -42,7 +40,7 @@ def live_grants(tokens: list[str]):
         select(CardGrant, Person)
         .join(Person, Person.id == CardGrant.person_id)
         .where(
-            CardGrant.token_hash.in_([digest(t) for t in tokens]),
+            CardGrant.token_hash.in_([token_digest(t) for t in tokens]),
             CardGrant.shown_at.is_(None) | CardGrant.once.is_(False),
             or_(CardGrant.family_link_id.is_(None), linked.exists()),
         )
@@ -81,7 +79,7 @@ def new_link(email: str) -> str:
     """A new link token to the family of `email`, valid for INTAKE_FAMILY_LINK_DAYS."""
     token = new_token()
     days = current_app.config["FAMILY_LINK_DAYS"]
-    db.session.add(FamilyLink(token_hash=digest(token), email=email, expires_at=utcnow() + timedelta(days=days)))
+    db.session.add(FamilyLink(token_hash=token_digest(token), email=email, expires_at=utcnow() + timedelta(days=days)))
     db.session.flush()
     return token
 
@@ -93,7 +91,9 @@ def family_of(email: str) -> list[Person]:
 def open_link(token: str) -> list[tuple[Person, str]]:
     """Each person of the link's family with a new grant bound to the link; empty when the token is unknown,
     expired or revoked (all alike to the visitor)."""
-    link = db.session.scalar(select(FamilyLink).where(FamilyLink.token_hash == digest(token), live_link(utcnow())))
+    link = db.session.scalar(
+        select(FamilyLink).where(FamilyLink.token_hash == token_digest(token), live_link(utcnow()))
+    )
     if link is None:
         return []
     return [(person, grant_card(person, once=False, link=link)) for person in family_of(link.email)]

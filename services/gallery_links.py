@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, and_, select, update
 from data.extensions import db
 from data.models import GalleryLink, Person, utcnow
 from services.audit import audit
+from services.tokens import token_digest
 
 URL_PREFIX = "/gallery"
 # What token_for makes: 32 bytes of HMAC-SHA256, base64url without padding.
@@ -35,15 +36,11 @@ def token_for(seed: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def link_path(link: GalleryLink) -> str | None:
     """The link's address on this site; None for a link made under another secret key (it still opens,
     but this app can no longer write it out)."""
     token = token_for(link.seed)
-    return f"{URL_PREFIX}/{token}" if digest(token) == link.token_hash else None
+    return f"{URL_PREFIX}/{token}" if token_digest(token) == link.token_hash else None
 
 
 def gallery_url(link: GalleryLink) -> str | None:
@@ -61,7 +58,7 @@ def find_live(token: str) -> GalleryLink | None:
     """The live link this token opens; None for anything else (unknown, revoked, expired, malformed)."""
     if not TOKEN_SHAPE.fullmatch(token):
         return None
-    return db.session.scalar(select(GalleryLink).where(GalleryLink.token_hash == digest(token), is_live()))
+    return db.session.scalar(select(GalleryLink).where(GalleryLink.token_hash == token_digest(token), is_live()))
 
 
 def owned_by(email: str | None, person_id: int | None) -> ColumnElement[bool]:
@@ -77,7 +74,7 @@ def new_link(email: str | None = None, person_id: int | None = None, user_id: in
     db.session.execute(update(GalleryLink).where(owned_by(email, person_id), is_live(now)).values(revoked_at=now))
     seed = secrets.token_urlsafe(32)
     link = GalleryLink(
-        token_hash=digest(token_for(seed)),
+        token_hash=token_digest(token_for(seed)),
         seed=seed,
         family_email=email,
         person_id=person_id,

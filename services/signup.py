@@ -12,8 +12,9 @@ from data.models import Person, RegistrationSubmission, utcnow
 from data.states import PersonSource
 from data.stored_settings import read_setting, write_setting
 from services import outbox
-from services.families import digest, family_of, grant_card, open_link
+from services.families import family_of, grant_card, open_link
 from services.rate_limits import spend
+from services.tokens import token_digest
 
 # Crockford's base32 without I, L, O, U: nothing to misread when a code is typed from a card.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -131,8 +132,8 @@ def claim_submission(key: str) -> RegistrationSubmission | None:
     """The record of this form's idempotency key, claimed by this post (None without a usable key)."""
     if not key or len(key) > MAX_KEY:
         return None
-    upsert(RegistrationSubmission, {"key_hash": digest(key)}, {"posted_at": utcnow()})
-    return db.session.get(RegistrationSubmission, digest(key), populate_existing=True)
+    upsert(RegistrationSubmission, {"key_hash": token_digest(key)}, {"posted_at": utcnow()})
+    return db.session.get(RegistrationSubmission, token_digest(key), populate_existing=True)
 
 
 def submit_registration(form: dict, key: str, ip: str, per_address: int, overall: int) -> Registration:
@@ -160,7 +161,7 @@ def send_cards_again(email: str, ip: str) -> None:
     refusal = "Many requests right now: please try again later."
     spend({f"again:{ip[:45]}": CARDS_AGAIN_PER_ADDRESS, "again:*": CARDS_AGAIN_OVERALL}, RATE_WINDOW, refusal)
     # Keyed by the address's hash: the table of counts holds no e-mail addresses.
-    spend({f"again-to:{digest(email)[:40]}": CARDS_AGAIN_PER_EMAIL_PER_HOUR}, timedelta(hours=1), refusal)
+    spend({f"again-to:{token_digest(email)[:40]}": CARDS_AGAIN_PER_EMAIL_PER_HOUR}, timedelta(hours=1), refusal)
     if family := family_of(email):
         outbox.queue_family_link(family[0])
 

@@ -11,7 +11,7 @@ from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import FamilyLink, OutboxMessage, Person
 from data.states import MailKind, UserRole
-from services import families
+from services import families, tokens
 from services.signup import (
     CARDS_AGAIN_PER_ADDRESS,
     CARDS_AGAIN_PER_EMAIL_PER_HOUR,
@@ -83,7 +83,7 @@ def test_the_emailed_link_shows_the_family_anywhere_and_only_its_hash_is_kept(ap
     assert phone.get(f"/card/{bob}.png").status_code == 200 and phone.get("/card/OTHER").status_code == 404
     token = link.rsplit("/", 1)[1]
     hashes = run_in_transaction(lambda: list(db.session.scalars(select(FamilyLink.token_hash))))
-    assert families.digest(token) in hashes and token not in hashes
+    assert tokens.token_digest(token) in hashes and token not in hashes
 
 
 @pytest.mark.both_databases
