@@ -9,10 +9,10 @@ a symbol it could not read, or the test saw a card-like object, that region is r
 upscaled, and by zbar (whose misses differ). If none reads it, the frame is marked `unreadable_card`.
 Small images (phone crops, the corpus) are read whole every way: each pass costs a few ms there.
 The scan of a camera frame (read_qr_glimpsed) first decodes it at 1/8, as the floor does, and runs the texture
-part of that test and zxing-cpp there (~4 ms); only a frame that shows a symbol zxing-cpp could not read, or a
-patch of QR texture off the symbols it read that is small or has a finder pattern, is decoded again at the coarse
-scale, and only down to the lowest such place (jpeg_rows), and read as above. Most frames hold no card; a large
-card is read on the glimpse.
+part of that test and zxing-cpp there (~5 ms); only a frame that shows a symbol zxing-cpp could not read, or a
+patch of QR texture off the symbols it read that is small or has a finder pattern (or, blurred, is sparser but sits
+on a card's white), is decoded again at the coarse scale, and only down to the lowest such place (jpeg_rows), and
+read as above. Most frames hold no card; a large card is read on the glimpse.
 
 Texts are exact: raw bytes as UTF-8 where valid. zbar guesses charsets (UTF-8 "Britain’s" comes out
 as Shift_JIS mojibake), so its raw bytes are taken, and a zbar read that is not UTF-8 is dropped.
@@ -60,6 +60,13 @@ _GLIMPSE_FINE = 40
 # The code of a card 5% of the frame wide shows as a patch 2.7-4.3% of the frame wide (bench/README.md): under 2%
 # a patch is no card's
 _GLIMPSE_TINY = 0.02
+# Blur smears a 5-7% card's ~1 px modules at 1/8 into blocks under _TEXTURE_DENSITY (64-143); at this density such a
+# code still shows as a patch, which counts when it looks like ink on a card (_on_card)
+_GLIMPSE_SOFT_DENSITY = 64
+_CARD_RING = 1 / 4  # of a patch's side: a card's quiet zone and margin around its code are wider at any turn
+_CARD_PAPER_SHARE = (
+    0.7  # of that ring as light as the patch's paper: blurred cards 0.82-0.98, bench plain frames' <= 0.54
+)
 # Regions of a glimpse up to this long side (px) are read upscaled this many times before any finer decode
 _GLIMPSE_UPSCALED = 160
 _GLIMPSE_UPSCALE = 3
@@ -135,22 +142,65 @@ def _glimpse_regions(gray: Image.Image, reduction: float) -> tuple[list[str], li
     """The QR texts zxing-cpp reads on a glimpse, and the boxes that need a finer look: symbols it could not
     read, and QR-like texture patches (at the card-like test's levels) that are small (but not smaller than a
     card's code can be) or show finder patterns as the card-like test counts them, where they are not on a
-    symbol it read. Cards' patches show 6-19 finder hits here, plain frames' 0-2 (bench/README.md)."""
+    symbol it read. Cards' patches show 6-19 finder hits here, plain frames' 0-2 (bench/README.md). A blurred
+    small card's code may fall short of that density: a sparser patch of that size counts where it is ink on a
+    card (_on_card)."""
     texts, read, unread = _read_zxing(gray, try_invert=False)
     # as read_qr does, a symbol without a place is nothing to read; a long thin one (a failed rMQR on a line)
     # is no card, which is square
     unread = [box for box in unread if _squarish(box) and not any(_overlaps(box, symbol) for symbol in read)]
     regions = [_padded(box, gray.size) for box in unread]
     levels = [round(level / reduction) for level in _TEXTURE_LEVELS if level >= reduction]
-    for patch in _textured_patches(gray, levels):
-        side = max(patch[2] - patch[0], patch[3] - patch[1])
-        if side < _GLIMPSE_TINY * gray.width or any(_mostly_on(patch, symbol) for symbol in read):
-            continue  # smaller than any card's code, or the card read here
-        box = _padded_by(patch, 1 / 3, gray.size)
-        # a patch this small may be a 5% card with ~1 px modules, where no finder pattern can show
-        if side <= _GLIMPSE_FINE or _finder_patterns(gray.crop(box)) >= _MIN_FINDER_HITS:
-            regions.append(box)
+    shades = _shades(gray.histogram())
+    for texture, scale in _texture_maps(gray, levels):
+        for patch in _scaled_patches(texture, scale, _TEXTURE_DENSITY):
+            if _may_be_code(patch, gray.width, read):
+                box = _padded_by(patch, 1 / 3, gray.size)
+                # a patch this small may be a 5% card with ~1 px modules, where no finder pattern can show
+                if _side(patch) <= _GLIMPSE_FINE or _finder_patterns(gray.crop(box)) >= _MIN_FINDER_HITS:
+                    regions.append(box)
+        if 3 * scale > _GLIMPSE_FINE:
+            continue  # a patch is 3 blocks or more: at this level none is small
+        for patch in _scaled_patches(texture, scale, _GLIMPSE_SOFT_DENSITY):
+            # square, as a code is (a card's name under its code is wide), and not a place already chosen
+            small = _side(patch) <= _GLIMPSE_FINE and 2 * _side(patch) <= 3 * min(_sides(patch))
+            new = small and not any(_mostly_on(patch, region) for region in regions)
+            if new and _may_be_code(patch, gray.width, read) and _on_card(gray, patch, shades):
+                regions.append(_padded_by(patch, 1 / 3, gray.size))
     return texts, regions
+
+
+def _may_be_code(patch: Box, width: int, read: list[Box]) -> bool:
+    """Not smaller than any card's code in a glimpse `width` wide, and not on a card read there."""
+    return _side(patch) >= _GLIMPSE_TINY * width and not any(_mostly_on(patch, symbol) for symbol in read)
+
+
+def _on_card(gray: Image.Image, patch: Box, shades: tuple[int, int]) -> bool:
+    """The patch looks like a code printed on a card: it spans the frame's dark to light (black ink, white paper,
+    however blurred), and most of a ring around it is as light as its paper (the quiet zone and the card's
+    margin). Texture on clothes or clutter lacks the paper, or the light ring around it."""
+    darkest, lightest = shades
+    inside = gray.crop(patch).histogram()
+    ink, paper = _percentile(inside, 0.05), _percentile(inside, 0.95)
+    if paper < lightest - (lightest - darkest) // 8 or paper - ink < 3 * (lightest - darkest) // 4:
+        return False
+    around = gray.crop(_padded_by(patch, _CARD_RING, gray.size)).histogram()
+    ring = [outer - inner for outer, inner in zip(around, inside, strict=True)]
+    return sum(ring[paper - (paper - ink) // 4 :]) >= _CARD_PAPER_SHARE * sum(ring)
+
+
+def _shades(histogram: list[int]) -> tuple[int, int]:
+    """The frame's dark and light ends: its 1st and 99th percentile."""
+    return _percentile(histogram, 0.01), _percentile(histogram, 0.99)
+
+
+def _percentile(histogram: list[int], share: float) -> int:
+    total, seen = sum(histogram), 0
+    for value, count in enumerate(histogram):
+        seen += count
+        if seen >= share * total:
+            return value
+    return len(histogram) - 1
 
 
 def _read_upscaled(gray: Image.Image, regions: list[Box]) -> tuple[list[str], list[Box]]:
@@ -355,25 +405,30 @@ def card_like_boxes(coarse: Image.Image) -> list[Box]:
 
 def _textured_patches(gray: Image.Image, levels: Iterable[int]) -> Iterator[Box]:
     """Boxes (in `gray`'s pixels) of the QR-like texture patches of `gray` reduced by each of `levels`."""
+    for texture, scale in _texture_maps(gray, levels):
+        yield from _scaled_patches(texture, scale, _TEXTURE_DENSITY)
+
+
+def _texture_maps(gray: Image.Image, levels: Iterable[int]) -> Iterator[tuple[Image.Image, int]]:
+    """The texture (see _texture) of `gray` reduced by each of `levels`, and the size of its blocks in `gray`."""
     reduced, done, step = gray, 1, None
     for level in levels:
         reduced, done = reduced.reduce(level // done), level  # each level from the last: one pass over the frame
         if min(reduced.size) < 4 * _TEXTURE_BLOCK:
             break
         step = step or _contrast_step(reduced)  # from the finest level, where module edges show
-        for blocks in _texture_patches(_texture(reduced, step)):
-            yield _scaled(blocks, level * _TEXTURE_BLOCK)
+        yield _texture(reduced, step), level * _TEXTURE_BLOCK
+
+
+def _scaled_patches(texture: Image.Image, scale: int, density: int) -> Iterator[Box]:
+    for blocks in _texture_patches(texture, density):
+        yield _scaled(blocks, scale)
 
 
 def _contrast_step(gray: Image.Image) -> int:
     """A quarter of the range between the 1st and 99th percentile: what a module edge steps at least."""
-    histogram, total, seen, low = gray.histogram(), gray.width * gray.height, 0, None
-    for value, count in enumerate(histogram):
-        seen += count
-        low = value if low is None and seen >= 0.01 * total else low
-        if seen >= 0.99 * total:
-            return max(12, (value - low) // 4)
-    return 12
+    darkest, lightest = _shades(gray.histogram())
+    return max(12, (lightest - darkest) // 4)
 
 
 def _texture(gray: Image.Image, step: int) -> Image.Image:
@@ -386,32 +441,55 @@ def _texture(gray: Image.Image, step: int) -> Image.Image:
     return ImageChops.darker(across.reduce(_TEXTURE_BLOCK), down.reduce(_TEXTURE_BLOCK))
 
 
-def _texture_patches(texture: Image.Image) -> list[Box]:
-    """Boxes (in blocks) of connected dense-texture blocks that are squarish and mostly filled, as a QR is;
-    lines and edges make thin or hollow shapes."""
-    dense = texture.point([0] * _TEXTURE_DENSITY + [1] * (256 - _TEXTURE_DENSITY))
+def _texture_patches(texture: Image.Image, density: int) -> list[Box]:
+    """Boxes (in blocks) of connected blocks of at least `density` texture that are squarish and mostly filled,
+    as a QR is; lines and edges make thin or hollow shapes."""
+    dense = texture.point([0] * density + [1] * (256 - density))
     if dense.getbbox() is None:
         return []
-    width, cells = dense.width, dense.tobytes()
-    todo = {index for run in _DENSE_RUN.finditer(cells) for index in range(*run.span())}  # few: mostly zeros
     patches = []
-    while todo:
-        stack = [todo.pop()]
-        members = list(stack)
-        while stack:
-            x, y = divmod(stack.pop(), width)[::-1]
-            for nx, ny in ((x + dx, y + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)):
-                neighbour = ny * width + nx
-                if 0 <= nx < width and neighbour in todo:
-                    todo.discard(neighbour)
-                    stack.append(neighbour)
-                    members.append(neighbour)
-        xs, ys = [m % width for m in members], [m // width for m in members]
-        box = (min(xs), min(ys), max(xs) + 1, max(ys) + 1)
-        sides = sorted((box[2] - box[0], box[3] - box[1]))
-        if sides[0] >= 3 and sides[1] <= 2.5 * sides[0] and len(members) >= _area(box) / 2:
+    for box, members in _connected(dense.tobytes(), dense.width):
+        sides = sorted(_sides(box))
+        if sides[0] >= 3 and sides[1] <= 2.5 * sides[0] and members >= _area(box) / 2:
             patches.append(box)
     return patches
+
+
+def _connected(cells: bytes, width: int) -> Iterator[tuple[Box, int]]:
+    """The bounding box and size of each 8-connected group of non-zero cells (rows of `width`), found run by run:
+    a frame's texture map has few runs, and a union-find over them is much cheaper than visiting every cell."""
+    parent: list[int] = []
+    boxes: list[list[int]] = []  # left, top, right, bottom, cells of each run
+    above: list[tuple[int, int, int]] = []  # the previous row's runs: start, end, index
+
+    def root(run: int) -> int:
+        while parent[run] != run:
+            parent[run] = parent[parent[run]]
+            run = parent[run]
+        return run
+
+    for y in range(len(cells) // width):
+        row, first = [], 0
+        for match in _DENSE_RUN.finditer(cells, y * width, (y + 1) * width):
+            start, end = match.start() - y * width, match.end() - y * width
+            index = len(parent)
+            parent.append(index)
+            boxes.append([start, y, end, y + 1, end - start])
+            while first < len(above) and above[first][1] < start:
+                first += 1  # ends left of this run, diagonals included: touches no later run either
+            for other_start, _, other in above[first:]:
+                if other_start > end:
+                    break
+                parent[root(other)] = root(index)
+            row.append((start, end, index))
+        above = row
+    groups: dict[int, list[int]] = {}
+    for index, box in enumerate(boxes):
+        group = groups.setdefault(root(index), [*box[:4], 0])
+        group[:4] = min(group[0], box[0]), min(group[1], box[1]), max(group[2], box[2]), max(group[3], box[3])
+        group[4] += box[4]
+    for left, top, right, bottom, members in groups.values():
+        yield (left, top, right, bottom), members
 
 
 def _finder_patterns(crop: Image.Image) -> int:
@@ -444,6 +522,14 @@ def _finder_runs(runs: Image.Image) -> list[tuple[int, int]]:
             centre = start + lengths[0] + lengths[1] + lengths[2] // 2
             centres.append((centre % width, centre // width))
     return centres
+
+
+def _sides(box: Box) -> tuple[int, int]:
+    return box[2] - box[0], box[3] - box[1]
+
+
+def _side(box: Box) -> int:
+    return max(_sides(box))
 
 
 def _squarish(box: Box) -> bool:
