@@ -1,4 +1,5 @@
-"""Fixtures for the app tests that reach outside services: the fake Drive server, a whole photo day."""
+"""Fixtures for the app tests that reach outside services: the fake Drive server, an SMTP server, a whole
+photo day."""
 
 import json
 
@@ -22,6 +23,17 @@ def fake(app):
             DRIVE_RETRY_BASE_SECONDS=0.01,
         )
         yield server
+
+
+@pytest.fixture
+def mailbox(app):
+    """A real SMTP server on loopback, configured as the app's; its Mailbox holds what arrived."""
+    from tests.support.smtpserver import Mailbox, smtp_server, smtp_settings
+
+    box = Mailbox()
+    with smtp_server(box) as server:
+        app.config.update(smtp_settings(server), MAIL_RETRY_BASE_SECONDS=0.0)
+        yield box
 
 
 @pytest.fixture

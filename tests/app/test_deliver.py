@@ -11,17 +11,8 @@ from cli.delivery_commands import Progress
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
 from data.models import Person
-from tests.support.smtpserver import Mailbox, smtp_server, smtp_settings
 
 ROSTER = "code,name,email,group\nANNA,Anna Berg,anna@example.com,\nBEN,Ben Cho,ben@example.com,\n"
-
-
-@pytest.fixture
-def mailbox(app):
-    box = Mailbox()
-    with smtp_server(box) as server:
-        app.config.update(smtp_settings(server), MAIL_RETRY_BASE_SECONDS=0.0)
-        yield box
 
 
 @pytest.fixture

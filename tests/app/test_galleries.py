@@ -18,7 +18,7 @@ from data.states import UserRole
 from services import export, galleries, gallery_links, outbox
 from services.directory import person_for_code
 from tests.support.factories import login, make_person, make_scanned_batch, make_user
-from tests.support.smtpserver import Mailbox, smtp_server, smtp_settings
+from tests.support.smtpserver import Mailbox
 from tests.support.waiting import wait_for
 
 PUBLIC = "https://photos.school.example"
@@ -268,14 +268,6 @@ def test_opened_at_is_the_first_view_for_each_person_of_the_link(client, day):
     opened = run_in_transaction(galleries.opened_at_by_person, read_only=True)
     ids = person_ids()
     assert opened == {ids["ANNA"]: first, ids["BEN"]: first}
-
-
-@pytest.fixture
-def mailbox(app):
-    box = Mailbox()
-    with smtp_server(box) as server:
-        app.config.update(smtp_settings(server), MAIL_RETRY_BASE_SECONDS=0.0)
-        yield box
 
 
 def photos_ready(mailbox: Mailbox, count: int) -> list:

@@ -14,7 +14,7 @@ from data.database import db_commit_with_retry
 from data.extensions import db
 from data.models import Batch, Person
 from data.states import BatchStatus, UserRole
-from services.directory import badge_sheets
+from services.directory import PER_PAGE, badge_sheets
 from services.signup import parse_field_labels
 from tests.support.factories import login, make_person, make_scanned_batch, make_user
 
@@ -93,6 +93,22 @@ def test_people_list_searches_and_filters_and_links(client, staff):
     page = client.get("/people?group=5B")
     assert listed_codes(page) == {"B2", "X_9"}
     assert b'href="/person/B2"' in page.data and b'href="/card/B2"' in page.data
+
+
+def test_a_long_list_pages_and_keeps_its_filter(client, staff):
+    """Past one page, the list says which page it is and its Next and Previous links keep the group filter."""
+
+    def many():
+        db.session.add_all(
+            Person(code=f"P{i:03d}", name=f"Pupil {i:03d}", group_name="5A") for i in range(PER_PAGE + 1)
+        )
+
+    db_commit_with_retry(many)
+    first = client.get("/people?group=5A").get_data(as_text=True)
+    assert "Page 1 of 2" in first and 'href="/people?page=2&amp;group=5A"' in first
+    second = client.get("/people?group=5A&page=2")
+    assert listed_codes(second) == {f"P{PER_PAGE:03d}"}
+    assert 'href="/people?page=1&amp;group=5A"' in second.get_data(as_text=True)
 
 
 def test_roster_preview_reports_errors_by_line_and_saves_nothing(client, admin):
