@@ -224,7 +224,6 @@ def run_in_transaction(
                 log.warning(
                     "database busy in %s (attempt %d/%d): retrying in %.0f ms", label, attempt, attempts, delay * 1000
                 )
-                time.sleep(delay)
             except BaseException:
                 session.rollback()
                 raise
@@ -232,6 +231,7 @@ def run_in_transaction(
                 if has_turn:
                     _writer_turn.release()
                 _write_mode.reset(mode_token)
+            time.sleep(delay)  # only a retry gets here; the turn is free meanwhile
     finally:
         _in_unit.reset(unit_token)
         _waits.reset(waits_token)
