@@ -9,6 +9,7 @@ every file has its own bytes and hash, and none is kept once as a duplicate of a
 from __future__ import annotations
 
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -47,10 +48,16 @@ def upload_clients(base: str, user: tuple[str, str], batch_id: int) -> list[tupl
     return [(client, client.token(f"/batches/{batch_id}/upload")) for client in clients]
 
 
-def send(client: WebClient, token: str, batch_id: int, uploads: list[Upload], tally: Tally) -> None:
-    """One raw PUT per file, as the page sends them; a failed request is retried once."""
+def send(
+    client: WebClient, token: str, batch_id: int, uploads: list[Upload], tally: Tally, byte_seconds: float
+) -> None:
+    """One raw PUT per file, as the page sends them; a failed request is retried once. With `byte_seconds`,
+    the next file waits until this client's bytes so far took that long each (a venue line's pace)."""
+    started, sent = time.perf_counter(), 0
     for name, body in uploads:
+        time.sleep(max(0.0, started + sent * byte_seconds - time.perf_counter()))
         data = body()
+        sent += len(data)
         for _ in range(2):
             headers = {
                 "X-File-Name": urllib.parse.quote(name),
@@ -65,11 +72,15 @@ def send(client: WebClient, token: str, batch_id: int, uploads: list[Upload], ta
                 break
 
 
-def send_in_parallel(clients: list[tuple[WebClient, str]], batch_id: int, uploads: list[Upload], tally: Tally) -> None:
-    """One file in flight per client (the page's PARALLEL_FILES); returns when the last one is answered."""
+def send_in_parallel(
+    clients: list[tuple[WebClient, str]], batch_id: int, uploads: list[Upload], tally: Tally, mb_per_second: float = 0
+) -> None:
+    """One file in flight per client (the page's PARALLEL_FILES), at most `mb_per_second` in all (0: as fast
+    as loopback goes); returns when the last one is answered."""
     shares = [uploads[i :: len(clients)] for i in range(len(clients))]
+    byte_seconds = len(clients) / (mb_per_second * 1e6) if mb_per_second else 0.0
     senders = [
-        threading.Thread(target=send, args=(client, token, batch_id, share, tally))
+        threading.Thread(target=send, args=(client, token, batch_id, share, tally, byte_seconds))
         for (client, token), share in zip(clients, shares, strict=True)
     ]
     for sender in senders:

@@ -73,7 +73,7 @@ def timeline(database: Path, batch_id: int, last_byte: float) -> dict:
     }
 
 
-def run(uploads: list[Upload], floor_paths: list[Path], workers: int) -> dict:
+def run(uploads: list[Upload], floor_paths: list[Path], workers: int, mb_per_second: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="intake-bench-", dir=CACHE) as root:
         # tests/support's environment scans on one process; the day runs one per core.
         server = LiveServer(
@@ -96,7 +96,7 @@ def run(uploads: list[Upload], floor_paths: list[Path], workers: int) -> dict:
             sampler.start()
             tally, clients = Tally(), upload_clients(server.url, USER, batch_id)
             started = time.perf_counter()
-            send_in_parallel(clients, batch_id, uploads, tally)
+            send_in_parallel(clients, batch_id, uploads, tally, mb_per_second)
             last_byte, last_byte_clock = time.perf_counter(), time.time()
             scanned_by_then = batch_row(watcher, batch_id)["scanned"]
             assert complete_batch(server.url, USER, batch_id) == 200
@@ -132,6 +132,9 @@ def main() -> None:
         "--size", default="reuse", help="'reuse' (24 MP camera files made from 85 generated frames) or WxH to generate"
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--mb-per-second", type=float, default=0, help="pace the upload like a venue line (0: loopback's full speed)"
+    )
     args = parser.parse_args()
     if args.size == "reuse":
         uploads, floor_paths = frame_variants(CACHE, args.count)
@@ -139,7 +142,7 @@ def main() -> None:
         width, height = (int(v) for v in args.size.split("x"))
         floor_paths = sorted(photo_folder(args.count, (width, height)).iterdir())
         uploads = folder_uploads(floor_paths)
-    print(json.dumps(run(uploads, floor_paths, args.workers)))
+    print(json.dumps(run(uploads, floor_paths, args.workers, args.mb_per_second)))
 
 
 if __name__ == "__main__":
