@@ -35,6 +35,8 @@ COMMIT_EVERY = 16
 COMMIT_SECONDS = 1.0
 # How often an idle processor looks for new files while an upload is in progress.
 ARRIVAL_POLL_SECONDS = 0.2
+# How often a batch still uploading is grouped again as its scans come in (each grouping reads the whole batch).
+GROUP_ARRIVALS_SECONDS = 5.0
 
 
 class LeaseLost(Exception):
@@ -105,13 +107,17 @@ def apply_scan(photo: Photo, result: ScanResult) -> None:
 ScanJob = tuple[int, str, Path, Path]
 
 
-def record_results(results: list[tuple[ScanJob, ScanResult]]) -> None:
-    """Store scan results on photos still waiting for them; a photo replaced meanwhile waits for its new scan."""
+def record_results(results: list[tuple[ScanJob, ScanResult]]) -> set[int]:
+    """Store scan results on photos still waiting for them (a photo replaced meanwhile waits for its new scan);
+    return the batches they are in."""
+    batch_ids = set()
     for (photo_id, content_hash, _, _), result in results:
         photo = db.session.get(Photo, photo_id)
         if photo is not None and photo.scan_state == ScanState.PENDING and photo.content_hash == content_hash:
             apply_scan(photo, result)
+            batch_ids.add(photo.batch_id)
     db.session.flush()
+    return batch_ids
 
 
 def record_scans(batch_id: int, owner: str, lease_seconds: int, results: list[tuple[ScanJob, ScanResult]]) -> None:
@@ -191,6 +197,8 @@ class Processor:
         self.stop_event = threading.Event()
         self._pool: ProcessPoolExecutor | None = None
         self._arrivals_paused = False  # until a batch is processed, after a scan process crashed on arrivals
+        self._arrived_in: set[int] = set()  # uploading batches with scans not grouped yet
+        self._next_grouping = 0.0
 
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -261,7 +269,8 @@ class Processor:
         done, total = run_in_transaction(scan_progress, batch_id, read_only=True)
         db_commit_with_retry(set_phase, batch_id, self.owner, self.lease, BatchPhase.SCAN, done, total)
         self.scan_stream(
-            Photo.batch_id == batch_id, lambda ready: record_scans(batch_id, self.owner, self.lease, ready)
+            Photo.batch_id == batch_id,
+            lambda ready: db_commit_with_retry(record_scans, batch_id, self.owner, self.lease, ready),
         )
         if self.stop_event.is_set():
             raise LeaseLost(f"stopping: batch {batch_id} is left for the next processor")
@@ -275,13 +284,27 @@ class Processor:
         if self._arrivals_paused:
             return False
         try:
-            return self.scan_stream(uploading_batches(), record_results)
+            scanned = self.scan_stream(uploading_batches(), self.record_arrivals)
+            self.group_arrivals()  # all stored files are scanned: group what the next files will not change
+            return scanned
         except BrokenProcessPool:
             # A file crashed a scan process: leave those files to the batch's own run, which fails it with the
             # reason, rather than crash a new pool again and again.
             log.warning("a scan process crashed on an upload in progress; scanning waits for the batch's run")
             self._pool, self._arrivals_paused = None, True
             return False
+
+    def record_arrivals(self, ready: list[tuple[ScanJob, ScanResult]]) -> None:
+        """Store scans of files still arriving; every few seconds, group their batches as far as they allow."""
+        self._arrived_in |= db_commit_with_retry(record_results, ready)
+        if time.monotonic() >= self._next_grouping:
+            self.group_arrivals()
+
+    def group_arrivals(self) -> None:
+        for batch_id in sorted(self._arrived_in):
+            db_commit_with_retry(regrouping.group_arrivals, batch_id, read_only=True)
+        self._arrived_in.clear()
+        self._next_grouping = time.monotonic() + GROUP_ARRIVALS_SECONDS
 
     def scan_stream(self, in_batches: ColumnElement[bool], record: Callable[[list], None]) -> bool:
         """Keep every scan process busy with the pending photos of these batches, taking in photos stored while
@@ -308,7 +331,7 @@ class Processor:
             if ready and (
                 len(ready) >= COMMIT_EVERY or not running or time.monotonic() - last_commit >= COMMIT_SECONDS
             ):
-                db_commit_with_retry(record, ready)
+                record(ready)
                 ready, scanned, last_commit = [], True, time.monotonic()
 
     def deliver_changes(self) -> None:

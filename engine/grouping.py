@@ -28,6 +28,10 @@ Rules
   "exclude" only sets ``excluded``.
 - Unusable frames (rejected, duplicate) get no assignment and are not cards:
   the caller keeps their role.
+- While files still arrive, only the frames whose place is known are grouped
+  (``settled``): a file not scanned yet has no capture time, so it holds back
+  the files of its folder named after it (a camera names files in shooting
+  order). The grouping of the whole batch, once complete, is the one delivered.
 """
 
 from __future__ import annotations
@@ -140,6 +144,24 @@ def order_frames(frames: Iterable[Frame]) -> dict[str | None, list[Frame]]:
         sequences[sequence_of(frame)].append(frame)
     cameras = sorted(sequences, key=lambda camera: (camera is None, camera or ""))
     return {camera: sorted(sequences[camera], key=_shooting_order) for camera in cameras}
+
+
+def settled(frames: Iterable[Frame], waiting: Iterable[str]) -> list[Frame]:
+    """The frames that can be grouped while the files named in `waiting` (relative paths) are not scanned yet:
+    in each folder, those named before the folder's first waiting file."""
+    first_waiting: dict[str, tuple] = {}
+    for name in waiting:
+        folder, key = _folder(name), natural_key(name)
+        first_waiting[folder] = min(key, first_waiting.get(folder, key))
+    return [
+        frame
+        for frame in frames
+        if (limit := first_waiting.get(_folder(frame.filename))) is None or natural_key(frame.filename) < limit
+    ]
+
+
+def _folder(path: str) -> str:
+    return path.rpartition("/")[0]
 
 
 def _shooting_order(frame: Frame) -> tuple[object, ...]:

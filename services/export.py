@@ -22,8 +22,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from data import storage
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
-from data.models import Person, Photo, photo_person
-from data.states import PhotoRole, ScanState
+from data.models import Batch, Person, Photo, photo_person
+from data.states import BatchStatus, PhotoRole, ScanState
 from services import outbox
 
 MANIFEST_CSV = "manifest.csv"
@@ -197,10 +197,19 @@ def export_person(person: Person) -> int:
 
 def people_behind(delivered: InstrumentedAttribute[int], *also: ColumnElement[bool]) -> list[tuple[int, int]]:
     """(person id, version to deliver) for everyone whose photos changed since `delivered`, one of the
-    Person.*_version columns, was recorded, or who meets one of the `also` conditions."""
+    Person.*_version columns, was recorded, or who meets one of the `also` conditions; but not while a batch
+    holding their photos still uploads (it is grouped as files arrive): they get their photos whole, once."""
     behind = or_(Person.delivery_version != delivered, *also)
+    arriving = (
+        select(photo_person.c.person_id)
+        .join(Photo, Photo.id == photo_person.c.photo_id)
+        .join(Batch, Batch.id == Photo.batch_id)
+        .where(Batch.status == BatchStatus.UPLOADING)
+    )
     return list(
-        db.session.execute(select(Person.id, Person.delivery_version).where(behind).order_by(Person.id)).tuples()
+        db.session.execute(
+            select(Person.id, Person.delivery_version).where(behind, Person.id.not_in(arriving)).order_by(Person.id)
+        ).tuples()
     )
 
 

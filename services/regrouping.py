@@ -54,10 +54,12 @@ def delivery_state(photo: Photo) -> tuple:
 
 
 def regroup_batch(batch_id: int) -> set[int]:
-    """Group the batch's scanned photos again; return the ids of people whose delivery changed."""
+    """Group the batch's scanned photos again; return the ids of people whose delivery changed. A batch still
+    uploading is grouped as far as its arrivals allow (grouping.settled); the rest waits, ungrouped."""
     # Every write waits for the flush at the end: in a deferred transaction (the processor's) reading and grouping
     # then hold no write lock, and a registration does not wait behind them. People load with their photos.
     with db.session.no_autoflush:
+        uploading = db.session.get(Batch, batch_id).status == BatchStatus.UPLOADING
         photos = {
             p.id: p
             for p in db.session.scalars(
@@ -66,15 +68,18 @@ def regroup_batch(batch_id: int) -> set[int]:
         }
         before = {photo_id: delivery_state(photo) for photo_id, photo in photos.items()}
         mark_duplicates(batch_id, list(photos.values()))
+        frames = [frame_of(p) for p in photos.values()]
+        if uploading:
+            frames = grouping.settled(
+                frames, [p.original_name for p in photos.values() if p.scan_state == ScanState.PENDING]
+            )
         assignments = {
             a.photo_id: a
             for a in grouping.group_batch(
-                [frame_of(p) for p in photos.values()],
-                resolve=code_resolver(),
-                card_pattern=card_pattern(),
-                corrections=active_corrections(batch_id),
+                frames, resolve=code_resolver(), card_pattern=card_pattern(), corrections=active_corrections(batch_id)
             )
         }
+        grouped = {frame.photo_id for frame in frames}
         people = {
             p.code: p
             for p in db.session.scalars(
@@ -83,11 +88,11 @@ def regroup_batch(batch_id: int) -> set[int]:
         }
         for photo_id, photo in photos.items():
             a = assignments.get(photo_id)
-            if a is None:  # rejected or duplicate: grouping passes over it
+            if a is None:  # rejected, duplicate, or not settled yet: grouping passes over it
                 photo.people = []
                 photo.group_key, photo.needs_review, photo.review_reason, photo.excluded = None, False, None, False
                 if photo.role != PhotoRole.DUPLICATE:
-                    photo.role = PhotoRole.REJECTED
+                    photo.role = PhotoRole.REJECTED if photo_id in grouped else None
                 continue
             photo.people = [people[code] for code in a.people]
             photo.role = PhotoRole(a.role)
@@ -101,6 +106,14 @@ def regroup_batch(batch_id: int) -> set[int]:
             touched |= before[photo_id][0] | after[0]
     mark_for_delivery(touched)
     return touched
+
+
+def group_arrivals(batch_id: int) -> None:
+    """Group a batch while it uploads, unless its upload has just ended: then the processor's run groups it.
+    The batch row stays locked to the end (PostgreSQL), so this never lands after that run's grouping."""
+    status = db.session.scalar(select(Batch.status).where(Batch.id == batch_id).with_for_update())
+    if status == BatchStatus.UPLOADING:
+        regroup_batch(batch_id)
 
 
 def shooting_order(photo: Photo) -> tuple:

@@ -16,6 +16,7 @@ from data.extensions import db
 from data.models import Batch
 from data.states import BatchStatus, PhotoRole, ScanState
 from photo_processor import Processor
+from services import export, regrouping
 from services.batches import create_batch, queue_batch, reopen_batch
 from services.receiving import files_in_folder, read_in_chunks, receive_file
 from tests.support.corpus import QR_PHOTOS
@@ -285,6 +286,53 @@ def test_photos_are_scanned_while_their_batch_is_still_uploading(app, tmp_path):
     finally:
         processor.close()
     assert run_in_transaction(lambda: db.session.get(Batch, batch_id).status, read_only=True) == BatchStatus.DONE
+
+
+def groups_in(batch_id: int) -> dict[str, tuple]:
+    return run_in_transaction(
+        lambda: {p.original_name: (p.role, p.group_key) for p in db.session.get(Batch, batch_id).photos}, read_only=True
+    )
+
+
+def test_an_uploading_batch_is_grouped_as_its_files_allow_and_delivered_once_complete(app, roster, tmp_path):
+    """While files arrive, scanned photos are grouped up to the first file still waiting for its scan; nobody
+    is exported before the upload is complete, then everyone whole."""
+    folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",), ("card", "BEN"), ("photo",), ("photo",)])
+    files = list(files_in_folder(folder))
+    batch_id = db_commit_with_retry(lambda: create_batch("live").id)
+    for name, path in files[:4]:
+        receive_file(batch_id, name, read_in_chunks(path))
+    processor = Processor(app)
+    try:
+        assert processor.scan_arrivals() is True
+        names = [name for name, _ in files]
+        card, photo, waiting = PhotoRole.SEPARATOR, PhotoRole.PHOTO, (None, None)
+        ann, ben = [(card, "ANNA"), (photo, "ANNA")], [(card, "BEN"), (photo, "BEN")]
+        assert groups_in(batch_id) == dict(zip(names, [*ann, *ben], strict=False))
+
+        def card_waits_again():  # as if BEN's card had just been stored again
+            next(p for p in db.session.get(Batch, batch_id).photos if p.original_name == names[2]).move_scan_to(
+                ScanState.PENDING
+            )
+
+        db_commit_with_retry(card_waits_again)
+        db_commit_with_retry(regrouping.group_arrivals, batch_id)
+        assert groups_in(batch_id) == dict(zip(names, [*ann, waiting, waiting], strict=False))
+        assert export.export_pending() == 0
+
+        receive_file(batch_id, names[4], read_in_chunks(files[4][1]))
+        assert processor.scan_arrivals() is True
+        assert groups_in(batch_id) == dict(zip(names, [*ann, *ben, (photo, "BEN")], strict=True))
+        assert export.export_pending() == 0
+        assert not (Path(app.config["DATA_DIR"]) / "export").exists()
+
+        db_commit_with_retry(queue_batch, batch_id)
+        assert processor.run_once() == batch_id
+    finally:
+        processor.close()
+    exported = Path(app.config["DATA_DIR"]) / "export"
+    assert sorted(p.name for p in (exported / "BEN Ben Cho").glob("*.JPG")) == names[3:]
+    assert sorted(p.name for p in (exported / "ANNA Anna Berg").glob("*.JPG")) == names[1:2]
 
 
 @pytest.mark.parametrize("arrival", ["in order", "reversed"])

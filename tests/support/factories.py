@@ -37,19 +37,20 @@ def login(client, username: str = "staff", password: str = PASSWORD):
 
 
 def make_scanned_batch(plan: list[tuple[str, ...]], label: str = "scanned") -> tuple[int, list[int]]:
-    """A batch whose photos are already scanned, grouped as the processor would: plan entries are
+    """A processed batch whose photos are scanned and grouped as the processor would: plan entries are
     ("photo",) or ("card", CODE). No image files: for tests of grouping and review in the database."""
     import hashlib
     from datetime import datetime, timedelta
 
     from data.extensions import db
     from data.models import Photo
-    from data.states import ScanState
+    from data.states import BatchStatus, ScanState
     from services.batches import create_batch
     from services.regrouping import regroup_batch
 
     def unit():
         batch = create_batch(label)
+        batch.status = BatchStatus.DONE
         ids = []
         for i, entry in enumerate(plan, start=1):
             photo = Photo(

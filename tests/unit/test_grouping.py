@@ -6,7 +6,16 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from engine.grouping import DEFAULT_CARD_PATTERN, Assignment, Correction, Frame, card_code, group_batch, order_frames
+from engine.grouping import (
+    DEFAULT_CARD_PATTERN,
+    Assignment,
+    Correction,
+    Frame,
+    card_code,
+    group_batch,
+    order_frames,
+    settled,
+)
 
 START = datetime(2024, 5, 4, 9, 0, 0)
 REGISTERED = {"ANNA": "ANNA", "BEN": "BEN", "CARL": "CARL"}
@@ -279,6 +288,32 @@ def test_unusable_frames_get_no_assignment_and_are_not_cards():
     frames = [shot(1, "ANNA"), shot(2, "BEN", usable=False), shot(3)]
     result = groups(group_batch(frames, resolve=resolve))
     assert result == {1: ("separator", "ANNA"), 3: ("photo", "ANNA")}
+
+
+# --- while files arrive --------------------------------------------------------------
+
+
+def test_nothing_waiting_settles_every_frame():
+    frames = [shot(1, "ANNA"), shot(2), shot(3)]
+    assert settled(frames, []) == frames
+
+
+def test_a_file_waiting_for_its_scan_holds_back_the_later_files_of_its_folder_only():
+    """IMG_0009 waits: IMG_0008 (before it, in natural order) and the other folder's files are settled,
+    IMG_0010 is not (the waiting file may be its card)."""
+    frames = [
+        shot(8, name="100CANON/IMG_0008.JPG"),
+        shot(10, name="100CANON/IMG_10.JPG"),
+        shot(11, name="101CANON/IMG_0001.JPG"),
+    ]
+    assert [f.photo_id for f in settled(frames, ["100CANON/IMG_9.JPG", "100CANON/IMG_0012.JPG"])] == [8, 11]
+
+
+def test_a_card_not_scanned_yet_keeps_the_photos_after_it_from_the_previous_person():
+    """BEN's card is stored but not scanned: the photo after it is not grouped (with ANNA) until it is."""
+    frames = [shot(1, "ANNA"), shot(2), shot(4)]
+    grouped = groups(group_batch(settled(frames, [shot(3).filename]), resolve=resolve))
+    assert grouped == {1: ("separator", "ANNA"), 2: ("photo", "ANNA")}
 
 
 # --- corrections --------------------------------------------------------------------
