@@ -1,6 +1,7 @@
 """The processor end to end on generated batches, through the operators' CLI contract."""
 
 import json
+import re
 import shutil
 import zipfile
 from concurrent.futures import Future
@@ -294,7 +295,7 @@ def groups_in(batch_id: int) -> dict[str, tuple]:
     )
 
 
-def test_an_uploading_batch_is_grouped_as_its_files_allow_and_delivered_once_complete(app, roster, tmp_path):
+def test_an_uploading_batch_is_grouped_as_its_files_allow_and_delivered_once_complete(app, staff, roster, tmp_path):
     """While files arrive, scanned photos are grouped up to the first file still waiting for its scan; nobody
     is exported before the upload is complete, then everyone whole."""
     folder = shoot(tmp_path / "day", [("card", "ANNA"), ("photo",), ("card", "BEN"), ("photo",), ("photo",)])
@@ -309,6 +310,8 @@ def test_an_uploading_batch_is_grouped_as_its_files_allow_and_delivered_once_com
         card, photo, waiting = PhotoRole.SEPARATOR, PhotoRole.PHOTO, (None, None)
         ann, ben = [(card, "ANNA"), (photo, "ANNA")], [(card, "BEN"), (photo, "BEN")]
         assert groups_in(batch_id) == dict(zip(names, [*ann, *ben], strict=False))
+        page_text = " ".join(re.sub(r"<[^>]+>", " ", staff.get("/batches").text).split())
+        assert "upload open · 2 people so far" in page_text
 
         def card_waits_again():  # as if BEN's card had just been stored again
             next(p for p in db.session.get(Batch, batch_id).photos if p.original_name == names[2]).move_scan_to(
