@@ -35,8 +35,10 @@ COMMIT_EVERY = 16
 COMMIT_SECONDS = 1.0
 # How often an idle processor looks for new files while an upload is in progress.
 ARRIVAL_POLL_SECONDS = 0.2
-# How often a batch still uploading is grouped again as its scans come in (each grouping reads the whole batch).
+# How often a batch still uploading is grouped again as its scans come in. Each grouping reads the whole batch
+# in this web worker's process, so it takes at most a twentieth of the time, however large the batch grows.
 GROUP_ARRIVALS_SECONDS = 5.0
+GROUP_ARRIVALS_SHARE = 0.05
 
 
 class LeaseLost(Exception):
@@ -301,10 +303,12 @@ class Processor:
             self.group_arrivals()
 
     def group_arrivals(self) -> None:
+        started = time.monotonic()
         for batch_id in sorted(self._arrived_in):
             db_commit_with_retry(regrouping.group_arrivals, batch_id, read_only=True)
         self._arrived_in.clear()
-        self._next_grouping = time.monotonic() + GROUP_ARRIVALS_SECONDS
+        took = time.monotonic() - started
+        self._next_grouping = started + max(GROUP_ARRIVALS_SECONDS, took / GROUP_ARRIVALS_SHARE)
 
     def scan_stream(self, in_batches: ColumnElement[bool], record: Callable[[list], None]) -> bool:
         """Keep every scan process busy with the pending photos of these batches, taking in photos stored while

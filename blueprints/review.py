@@ -9,12 +9,9 @@ from data.database import db_retry
 from data.extensions import db
 from data.models import Batch, Photo
 from services import corrections, overview, yearbook
-from services.batches import queue_batch
 from services.directory import person_for_code
 
 bp = Blueprint("review", __name__)
-
-RERUNS = {"rescan": corrections.rescan_batch, "regroup": queue_batch, "redeliver": corrections.redeliver_batch}
 
 
 def back_to_review(batch_id: int):
@@ -97,10 +94,10 @@ def link(batch_id: int):
 @admin_required
 @db_retry
 def rerun(batch_id: int, action: str):
-    if action not in RERUNS:
+    if action not in corrections.RERUNS:
         abort(404)
     db.get_or_404(Batch, batch_id)
-    RERUNS[action](batch_id)
+    corrections.rerun(batch_id, action)
     flash(f"Batch {batch_id}: {action} started.")
     return back_to_review(batch_id), 303
 

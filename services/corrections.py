@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from data.extensions import db
-from data.models import Person, PersonAlias, Photo, ReviewCorrection, photo_person, utcnow
-from data.states import PhotoRole, ScanState
+from data.models import Batch, Person, PersonAlias, Photo, ReviewCorrection, photo_person, utcnow
+from data.states import BatchStatus, PhotoRole, ScanState
 from engine import grouping
 from engine.grouping import CorrectionKind
 from services import regrouping, yearbook
@@ -273,6 +273,17 @@ def redeliver_batch(batch_id: int) -> None:
         )
     )
     regrouping.mark_for_delivery(people)
+
+
+RERUNS = {"rescan": rescan_batch, "regroup": queue_batch, "redeliver": redeliver_batch}
+
+
+def rerun(batch_id: int, action: str) -> None:
+    """One of RERUNS; not while the batch uploads: it is grouped as its files come, and completing it is the
+    upload's own step."""
+    if db.session.get(Batch, batch_id).status == BatchStatus.UPLOADING:
+        raise ReviewError("Files are still arriving in this batch; re-run it once its upload is complete.")
+    RERUNS[action](batch_id)
 
 
 def person_photos(person: Person) -> list[Photo]:

@@ -8,9 +8,10 @@ from sqlalchemy import select
 
 from data.database import db_commit_with_retry
 from data.extensions import db
-from data.models import AuditLog, Photo, ReviewCorrection
-from data.states import UserRole
+from data.models import AuditLog, Batch, Photo, ReviewCorrection
+from data.states import BatchStatus, UserRole
 from photo_processor import Processor
+from services.batches import create_batch
 from services.export import export_pending
 from services.regrouping import regroup_batch
 from tests.support.factories import login, make_person, make_scanned_batch, make_user
@@ -169,6 +170,17 @@ def test_rerun_actions_keep_corrections(app, client, admin, runner, tmp_path):
         assert state(lead_in) == ("photo", ["BEN"], False, False)
         assert export_listing(app) == {"ANNA Anna": {"IMG_0003.JPG"}, "BEN Ben": {"IMG_0001.JPG"}}
     assert client.post(f"/batches/{batch_id}/rerun/explode").status_code == 404
+
+
+def test_a_batch_still_uploading_is_not_re_run(client, admin):
+    """A re-run would hand the processor half a batch: not offered while files arrive, and refused with the
+    reason if posted anyway."""
+    batch_id = db_commit_with_retry(lambda: create_batch("open").id)
+    page = client.get(f"/batches/{batch_id}/review").text
+    assert "Re-run:" not in page and "Re-runs are offered once its upload is complete" in page
+    refused = client.post(f"/batches/{batch_id}/rerun/regroup", follow_redirects=True)
+    assert "re-run it once its upload is complete" in refused.text
+    assert db.session.get(Batch, batch_id).status == BatchStatus.UPLOADING
 
 
 def attention_counts(client, batch_id) -> dict[str, int]:
