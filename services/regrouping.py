@@ -55,7 +55,7 @@ def delivery_state(photo: Photo) -> tuple:
 
 def regroup_batch(batch_id: int) -> set[int]:
     """Group the batch's scanned photos again; return the ids of people whose delivery changed. A batch still
-    uploading is grouped as far as its arrivals allow (grouping.settled); the rest waits, ungrouped."""
+    uploading is grouped as far as its arrivals allow (grouping.settled); the rest waits as it was."""
     # Every write waits for the flush at the end: in a deferred transaction (the processor's) reading and grouping
     # then hold no write lock, and a registration does not wait behind them. People load with their photos.
     with db.session.no_autoflush:
@@ -87,12 +87,14 @@ def regroup_batch(batch_id: int) -> set[int]:
             )
         }
         for photo_id, photo in photos.items():
+            if photo_id not in grouped:  # not settled: keeps what it had (nothing, unless the batch was reopened)
+                continue
             a = assignments.get(photo_id)
-            if a is None:  # rejected, duplicate, or not settled yet: grouping passes over it
+            if a is None:  # rejected or duplicate: grouping passes over it
                 photo.people = []
                 photo.group_key, photo.needs_review, photo.review_reason, photo.excluded = None, False, None, False
                 if photo.role != PhotoRole.DUPLICATE:
-                    photo.role = PhotoRole.REJECTED if photo_id in grouped else None
+                    photo.role = PhotoRole.REJECTED
                 continue
             photo.people = [people[code] for code in a.people]
             photo.role = PhotoRole(a.role)
