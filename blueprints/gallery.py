@@ -6,7 +6,7 @@ from werkzeug.exceptions import NotFound
 
 from blueprints.web import error_page, zip_download
 from data.database import db_retry
-from services import galleries
+from services import galleries, rate_limits
 from services.gallery_links import URL_PREFIX
 
 bp = Blueprint("gallery", __name__, url_prefix=URL_PREFIX)
@@ -15,8 +15,8 @@ bp = Blueprint("gallery", __name__, url_prefix=URL_PREFIX)
 PICTURE_MAX_AGE = 3600
 
 
-@bp.errorhandler(galleries.GalleryLimited)
-def limited(error: galleries.GalleryLimited):
+@bp.errorhandler(rate_limits.RateLimited)
+def limited(error: rate_limits.RateLimited):
     response = Response(*error_page(429, "Too many requests", str(error)))
     response.headers["Retry-After"] = str(int(galleries.RATE_WINDOW.total_seconds()))
     return response

@@ -19,10 +19,6 @@ from services import export, gallery_links, rate_limits
 RATE_WINDOW = timedelta(minutes=1)
 
 
-class GalleryLimited(Exception):
-    """Too many gallery requests from this address this minute."""
-
-
 class Use(Enum):
     """What a request does with a link: how it is counted (an unknown link is always counted as a use)."""
 
@@ -86,10 +82,13 @@ class Place:
 
 def admit(token: str, ip: str, use: Use) -> GalleryLink | None:
     """The live link for this token, the request counted; None for any token that opens nothing. Over the
-    limit, nothing is looked up (GalleryLimited)."""
+    limit, nothing is looked up (rate_limits.RateLimited). A picture inside a page is checked, not counted."""
     bucket = f"gallery:{ip[:45]}"
-    if rate_limits.used(bucket, RATE_WINDOW) >= current_app.config["GALLERY_PER_ADDRESS_PER_MINUTE"]:
-        raise GalleryLimited("Too many requests from your address: please try again in a minute.")
+    rate_limits.check(
+        {bucket: current_app.config["GALLERY_PER_ADDRESS_PER_MINUTE"]},
+        RATE_WINDOW,
+        "Too many requests from your address: please try again in a minute.",
+    )
     link = gallery_links.find_live(token)
     if link is None or use is not Use.EMBED:
         rate_limits.record([bucket], RATE_WINDOW)

@@ -8,14 +8,6 @@ from data.extensions import db
 from data.models import RateEvent, utcnow
 
 
-def used(bucket: str, window: timedelta) -> int:
-    """Uses of `bucket` within the last `window`; reads only, so a check costs no write."""
-    since = utcnow() - window
-    return db.session.scalar(
-        select(func.count()).select_from(RateEvent).where(RateEvent.bucket == bucket, RateEvent.at >= since)
-    )
-
-
 def record(buckets: list[str], window: timedelta) -> None:
     """Count one use of each bucket, dropping their uses that have left the window."""
     now = utcnow()
@@ -27,12 +19,17 @@ class RateLimited(Exception):
     """Too many uses of a public form or link from this address, or from everyone, or for one e-mail address."""
 
 
-def spend(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
-    """Count one use against each bucket's limit over `window`, or refuse it all (RateLimited, counting nothing).
-    One query counts every bucket: a registration spends two, and does so holding the write lock."""
+def check(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
+    """Refuse (RateLimited) when a bucket has reached its limit over `window`; reads only, in one query."""
     since = utcnow() - window
     counted = select(RateEvent.bucket, func.count()).where(RateEvent.bucket.in_(buckets), RateEvent.at >= since)
     uses = dict(db.session.execute(counted.group_by(RateEvent.bucket)).tuples().all())
     if any(uses.get(bucket, 0) >= limit for bucket, limit in buckets.items()):
         raise RateLimited(refusal)
+
+
+def spend(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
+    """Count one use against each bucket's limit over `window`, or refuse it all (RateLimited, counting nothing).
+    A registration spends two buckets, and does so holding the write lock: two queries in all."""
+    check(buckets, window, refusal)
     record(list(buckets), window)
