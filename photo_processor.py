@@ -35,9 +35,8 @@ COMMIT_EVERY = 16
 COMMIT_SECONDS = 1.0
 # How often an idle processor looks for new files while an upload is in progress.
 ARRIVAL_POLL_SECONDS = 0.2
-# How often a batch still uploading is grouped again as its scans come in. Each grouping reads the whole batch
-# in this web worker's process, so it takes at most a twentieth of the time, however large the batch grows.
-GROUP_ARRIVALS_SECONDS = 5.0
+# Grouping a batch still uploading reads the whole batch in this web worker's process: it takes at most a
+# twentieth of the time, however large the batch grows.
 GROUP_ARRIVALS_SHARE = 0.05
 
 
@@ -287,7 +286,7 @@ class Processor:
             return False
         try:
             scanned = self.scan_stream(uploading_batches(), self.record_arrivals)
-            self.group_arrivals()  # all stored files are scanned: group what the next files will not change
+            self.group_arrivals()
             return scanned
         except BrokenProcessPool:
             # A file crashed a scan process: leave those files to the batch's own run, which fails it with the
@@ -297,18 +296,19 @@ class Processor:
             return False
 
     def record_arrivals(self, ready: list[tuple[ScanJob, ScanResult]]) -> None:
-        """Store scans of files still arriving; every few seconds, group their batches as far as they allow."""
         self._arrived_in |= db_commit_with_retry(record_results, ready)
-        if time.monotonic() >= self._next_grouping:
-            self.group_arrivals()
+        self.group_arrivals()
 
     def group_arrivals(self) -> None:
+        """Every GROUP_ARRIVALS_SECONDS, group the uploading batches with new scans as far as their files allow."""
         started = time.monotonic()
+        if not self._arrived_in or started < self._next_grouping:
+            return
         for batch_id in sorted(self._arrived_in):
             db_commit_with_retry(regrouping.group_arrivals, batch_id, read_only=True)
         self._arrived_in.clear()
         took = time.monotonic() - started
-        self._next_grouping = started + max(GROUP_ARRIVALS_SECONDS, took / GROUP_ARRIVALS_SHARE)
+        self._next_grouping = started + max(self.app.config["GROUP_ARRIVALS_SECONDS"], took / GROUP_ARRIVALS_SHARE)
 
     def scan_stream(self, in_batches: ColumnElement[bool], record: Callable[[list], None]) -> bool:
         """Keep every scan process busy with the pending photos of these batches, taking in photos stored while

@@ -77,6 +77,8 @@ class Config:
         # and shared by every poll in between (0: every poll computes its own).
         self.DASHBOARD_SHARED_SECONDS = env_float("INTAKE_DASHBOARD_SHARED_SECONDS", 1.0)
         self.LEASE_SECONDS = env_int("INTAKE_LEASE_SECONDS", 60)
+        # A batch still uploading is grouped again at most this often as its scans come in.
+        self.GROUP_ARRIVALS_SECONDS = env_float("INTAKE_GROUP_ARRIVALS_SECONDS", 5.0)
         # The address people reach the app at (the sign-up poster's QR), e.g. https://photos.school.example
         self.PUBLIC_URL = env_str("INTAKE_PUBLIC_URL", "").rstrip("/")
         self.CARD_PATTERN = env_str("INTAKE_CARD_PATTERN", "")
