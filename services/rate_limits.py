@@ -30,6 +30,7 @@ def check(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
 
 def spend(buckets: dict[str, int], window: timedelta, refusal: str) -> None:
     """Count one use against each bucket's limit over `window`, or refuse it all (RateLimited, counting nothing).
-    A registration spends two buckets, and does so holding the write lock: two queries in all."""
+    A registration spends two buckets holding the write lock: one query counts both, one delete and one insert
+    record them."""
     check(buckets, window, refusal)
     record(list(buckets), window)
