@@ -296,6 +296,7 @@ def groups_in(batch_id: int) -> dict[str, tuple]:
     )
 
 
+@pytest.mark.both_databases
 def test_an_uploading_batch_is_grouped_as_its_files_allow_and_delivered_once_complete(app, staff, roster, tmp_path):
     """While files arrive, scanned photos are grouped up to the first file still waiting for its scan; nobody
     is exported before the upload is complete, then everyone whole."""
