@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, not_, or_, selec
 from data.extensions import db
 from data.models import OutboxMessage, Person
 from data.states import MailKind, MailState
-from services import drive_sync, galleries, mail
+from services import drive_sync, export, galleries, mail
 from services.directory import MAX_PAGE, PER_PAGE, has_photos
 
 # The filters the page offers, by the name in its address.
@@ -39,6 +39,7 @@ class DeliveryRow:
     email: MailState | None
     email_current: bool
     gallery_opened_at: datetime | None
+    arriving: bool  # more of their photos are still being uploaded: delivery waits for them
 
 
 def latest_photos_ready():
@@ -119,14 +120,20 @@ def delivery_rows(show: str, page: int) -> Pagination:
     query = query.order_by(Person.group_name.asc().nulls_last(), Person.name, Person.code)
     result = db.paginate(query, page=min(max(page, 1), MAX_PAGE), per_page=PER_PAGE, error_out=False)
     email_current = OutboxMessage.version == Person.delivery_version
-    states = with_photos(select(Person.id, met.exported, met.on_drive, OutboxMessage.state, email_current))
+    states = with_photos(
+        select(
+            Person.id, met.exported, met.on_drive, OutboxMessage.state, email_current, Person.id.in_(export.arriving())
+        )
+    )
     found = {row[0]: row[1:] for row in db.session.execute(states.where(Person.id.in_([p.id for p in result.items])))}
     drive, opened = drive_on(), galleries.opened_at_by_person()
     result.items = [row(person, *found[person.id], drive, opened.get(person.id)) for person in result.items]
     return result
 
 
-def row(person: Person, exported, on_drive, email, email_current, drive: bool, opened: datetime | None) -> DeliveryRow:
+def row(
+    person: Person, exported, on_drive, email, email_current, arriving, drive: bool, opened: datetime | None
+) -> DeliveryRow:
     return DeliveryRow(
         person_id=person.id,
         code=person.code,
@@ -138,4 +145,5 @@ def row(person: Person, exported, on_drive, email, email_current, drive: bool, o
         email=email,
         email_current=bool(email_current),
         gallery_opened_at=opened,
+        arriving=bool(arriving),
     )

@@ -195,20 +195,24 @@ def export_person(person: Person) -> int:
     return changes
 
 
-def people_behind(delivered: InstrumentedAttribute[int], *also: ColumnElement[bool]) -> list[tuple[int, int]]:
-    """(person id, version to deliver) for everyone whose photos changed since `delivered`, one of the
-    Person.*_version columns, was recorded, or who meets one of the `also` conditions; but not while a batch
-    holding their photos still uploads (it is grouped as files arrive): they get their photos whole, once."""
-    behind = or_(Person.delivery_version != delivered, *also)
-    arriving = (
+def arriving() -> Select:
+    """The ids of people with photos in a batch still uploading. It is grouped as its files arrive, and they are
+    not delivered until it is complete: they get their photos whole, once."""
+    return (
         select(photo_person.c.person_id)
         .join(Photo, Photo.id == photo_person.c.photo_id)
         .join(Batch, Batch.id == Photo.batch_id)
         .where(Batch.status == BatchStatus.UPLOADING)
     )
+
+
+def people_behind(delivered: InstrumentedAttribute[int], *also: ColumnElement[bool]) -> list[tuple[int, int]]:
+    """(person id, version to deliver) for everyone whose photos changed since `delivered`, one of the
+    Person.*_version columns, was recorded, or who meets one of the `also` conditions; none of the arriving()."""
+    behind = or_(Person.delivery_version != delivered, *also)
     return list(
         db.session.execute(
-            select(Person.id, Person.delivery_version).where(behind, Person.id.not_in(arriving)).order_by(Person.id)
+            select(Person.id, Person.delivery_version).where(behind, Person.id.not_in(arriving())).order_by(Person.id)
         ).tuples()
     )
 

@@ -4,13 +4,14 @@ done, linked from the dashboard's delivery tile."""
 from datetime import datetime
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from data.database import db_commit_with_retry, run_in_transaction
 from data.extensions import db
-from data.models import OutboxMessage, Person
+from data.models import Batch, OutboxMessage, Person
 from data.states import MailState
 from services import delivery_status, export, gallery_links
+from services.batches import queue_batch, reopen_batch
 from tests.conftest import BACKENDS
 from tests.support.factories import make_person, make_scanned_batch
 
@@ -93,6 +94,19 @@ def test_the_page_lists_names_and_counts_link_to_their_filter(staff, day):
     assert 'href="/delivery?show=not_exported">Not exported: 2</a>' in page and "Drive off" in page
     assert "not_on_drive" not in page  # Drive is off: no filter for it
     assert staff.get("/delivery?show=bogus").status_code == 404
+
+
+def test_people_whose_photos_are_still_uploading_wait_for_the_upload_to_end(staff, day):
+    """A processed batch reopened for more files: its people are not exported meanwhile, and the page says why;
+    once the upload is complete they are."""
+    batch_id = db.session.scalar(select(Batch.id))
+    db_commit_with_retry(reopen_batch, batch_id)
+    export_all()
+    assert names("not_exported") == ["Anna Berg", "Ben Cho"]
+    assert staff.get("/delivery").get_data(as_text=True).count("waiting for an upload to end") == 2
+    db_commit_with_retry(queue_batch, batch_id)
+    export_all()
+    assert names("not_exported") == []
 
 
 def test_delivery_needs_a_login(client):
